@@ -1,0 +1,1 @@
+"""Data: records container, simulator, readers, splits and the Lightning data module."""

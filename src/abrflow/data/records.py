@@ -1,0 +1,378 @@
+"""ABRRecords: the one columnar container every reader returns and every consumer takes.
+
+One row per averaged recording; arrays carry their unit in their name (DESIGN.md §3).
+Stored natively as ``.npz`` and loaded with ``allow_pickle=False``: no code runs on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+#: English display names in the original project's LabelEncoder order (codes 0–4).
+CLASS_NAMES: tuple[str, ...] = ("NORMAL", "NEUROPATHY", "SENSORINEURAL", "TOTAL", "CONDUCTIVE")
+#: The original (Turkish) labels, same order; accepted on input.
+ORIGINAL_CLASS_CODES: tuple[str, ...] = ("NORMAL", "NÖROPATİ", "SNİK", "TOTAL", "İTİK")
+UNKNOWN_CLASS = -1
+WAVE_NAMES: tuple[str, ...] = ("I", "III", "V")
+STATIC_FIELDS: tuple[str, ...] = ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")
+SIGNAL_UNITS = ("uV", "zscore")
+THRESHOLD_SOURCES = ("measured", "simulated", "synthetic_from_class", "unknown")
+
+_ALIASES = {
+    "NORMAL": 0, "NEUROPATHY": 1, "NÖROPATİ": 1, "NOROPATI": 1, "NÖROPATI": 1, "ANSD": 1,
+    "SENSORINEURAL": 2, "SNİK": 2, "SNIK": 2, "SNHL": 2, "TOTAL": 3, "PROFOUND": 3,
+    "CONDUCTIVE": 4, "İTİK": 4, "ITIK": 4, "CHL": 4,
+}
+
+# Per-row fields: name -> (dtype kind, trailing shape). Order is the save order.
+_ROW_FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
+    "age_years": (np.float32, ()),
+    "intensity_db": (np.float32, ()),
+    "stimulus_rate_hz": (np.float32, ()),
+    "fmp": (np.float32, ()),
+    "patient_id": (np.str_, ()),
+    "ear": (np.str_, ()),
+    "session_id": (np.str_, ()),
+    "v_present": (np.bool_, ()),
+    "v_latency_ms": (np.float32, ()),
+    "v_amplitude_uv": (np.float32, ()),
+    "wave_latency_ms": (np.float32, (3,)),
+    "wave_amplitude_uv": (np.float32, (3,)),
+    "hearing_loss": (np.int8, ()),
+    "threshold_db": (np.float32, ()),
+}
+
+# Physiological / device bounds used by validate(); outside them a value is an error, not clipped.
+_RANGES = {
+    "age_years": (0.0, 120.0),
+    "intensity_db": (-20.0, 140.0),
+    "stimulus_rate_hz": (0.1, 200.0),
+    "fmp": (0.0, 1e4),
+    "v_latency_ms": (0.0, 30.0),
+    "wave_latency_ms": (0.0, 30.0),
+    "threshold_db": (-20.0, 140.0),
+}
+
+
+def class_code(value: object, *, where: str = "hearing_loss") -> int:
+    """Map an English name, an original Turkish code or an integer 0–4 to the class code."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if -1 <= int(value) <= 4:
+            return int(value)
+    elif isinstance(value, (float, np.floating)) and float(value).is_integer() and -1 <= value <= 4:
+        return int(value)
+    elif isinstance(value, str):
+        key = value.strip().upper()
+        # Python's upper() maps Turkish dotted/dotless i inconsistently; try both spellings.
+        for k in (key, key.replace("I", "İ"), key.replace("İ", "I").replace("Ö", "O")):
+            if k in _ALIASES:
+                return _ALIASES[k]
+        if key.lstrip("-").isdigit():
+            return class_code(int(key), where=where)
+    raise DataError(
+        f"unknown hearing-loss class {value!r}; expected 0–4, one of {list(CLASS_NAMES)} "
+        f"or an original code {list(ORIGINAL_CLASS_CODES)}", field=where)
+
+
+@dataclass
+class ABRRecords:
+    """Columnar ABR recordings (DESIGN.md §3). All per-row arrays have length N.
+
+    ``extra`` holds further per-row arrays a source provides (true simulator values, sweep
+    counts, polarity, half-averages…); they travel through selection, concatenation and save.
+    """
+
+    signal: np.ndarray
+    sampling_rate_hz: float
+    age_years: np.ndarray
+    intensity_db: np.ndarray
+    stimulus_rate_hz: np.ndarray
+    fmp: np.ndarray
+    patient_id: np.ndarray
+    ear: np.ndarray
+    v_present: np.ndarray
+    v_latency_ms: np.ndarray
+    v_amplitude_uv: np.ndarray
+    hearing_loss: np.ndarray
+    threshold_db: np.ndarray
+    wave_latency_ms: np.ndarray | None = None
+    wave_amplitude_uv: np.ndarray | None = None
+    session_id: np.ndarray | None = None
+    signal_unit: str = "uV"
+    threshold_source: str = "unknown"
+    source: str = ""
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.signal)
+        if self.wave_latency_ms is None:
+            self.wave_latency_ms = np.full((n, 3), np.nan, np.float32)
+            self.wave_latency_ms[:, 2] = np.asarray(self.v_latency_ms, np.float32)
+        if self.wave_amplitude_uv is None:
+            self.wave_amplitude_uv = np.full((n, 3), np.nan, np.float32)
+            self.wave_amplitude_uv[:, 2] = np.asarray(self.v_amplitude_uv, np.float32)
+        if self.session_id is None:
+            self.session_id = np.full(n, "", dtype="<U1")
+        self.signal = np.asarray(self.signal, dtype=np.float32)
+        self.sampling_rate_hz = float(self.sampling_rate_hz)
+        for name, (dtype, _) in _ROW_FIELDS.items():
+            value = np.asarray(getattr(self, name))
+            if dtype is np.str_:
+                value = value.astype(str)
+            elif dtype is np.bool_:
+                value = value.astype(bool)
+            else:
+                value = value.astype(dtype)
+            setattr(self, name, value)
+        self.extra = {k: np.asarray(v) for k, v in self.extra.items()}
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return int(self.signal.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[1])
+
+    @property
+    def time_ms(self) -> np.ndarray:
+        """Time of each sample in ms after stimulus onset."""
+        return np.arange(self.n_samples, dtype=np.float64) * 1000.0 / self.sampling_rate_hz
+
+    @property
+    def static(self) -> np.ndarray:
+        """Static inputs [N, 4] in raw units (age, intensity, rate, Fmp); NaN where unknown."""
+        return np.stack([getattr(self, f) for f in STATIC_FIELDS], axis=1).astype(np.float32)
+
+    @property
+    def series_key(self) -> np.ndarray:
+        """One key per row identifying its level series: patient + ear (+ session)."""
+        return np.char.add(np.char.add(np.char.add(self.patient_id, "|"), self.ear),
+                           np.char.add("|", self.session_id))
+
+    @property
+    def class_names(self) -> np.ndarray:
+        names = np.array(list(CLASS_NAMES) + ["UNKNOWN"])
+        return names[np.where(self.hearing_loss < 0, 5, self.hearing_loss)]
+
+    # ------------------------------------------------------------ selection
+    def select(self, index: np.ndarray | Sequence[int] | slice) -> ABRRecords:
+        """Rows by integer index, boolean mask or slice (a copy)."""
+        idx = index if isinstance(index, slice) else np.asarray(index)
+        if not isinstance(idx, slice) and idx.dtype == bool and idx.shape != (len(self),):
+            raise DataError(f"boolean mask of shape {idx.shape} for {len(self)} records")
+        kwargs = {name: np.array(getattr(self, name)[idx]) for name in _ROW_FIELDS}
+        return ABRRecords(
+            signal=np.array(self.signal[idx]), sampling_rate_hz=self.sampling_rate_hz,
+            signal_unit=self.signal_unit, threshold_source=self.threshold_source, source=self.source,
+            extra={k: np.array(v[idx]) for k, v in self.extra.items()}, **kwargs)
+
+    def __getitem__(self, index: np.ndarray | Sequence[int] | slice) -> ABRRecords:
+        return self.select(index)
+
+    @staticmethod
+    def concatenate(parts: Iterable[ABRRecords]) -> ABRRecords:
+        """Join containers with the same time base, signal unit and extra fields."""
+        parts = list(parts)
+        if not parts:
+            raise DataError("cannot concatenate zero record containers")
+        first = parts[0]
+        for p in parts[1:]:
+            if p.sampling_rate_hz != first.sampling_rate_hz or p.n_samples != first.n_samples:
+                raise DataError(
+                    f"time base differs: {p.source} has {p.n_samples} samples at {p.sampling_rate_hz} Hz, "
+                    f"{first.source} has {first.n_samples} at {first.sampling_rate_hz} Hz")
+            if p.signal_unit != first.signal_unit:
+                raise DataError(f"signal unit differs: {p.source} is {p.signal_unit}, "
+                                f"{first.source} is {first.signal_unit}")
+            if set(p.extra) != set(first.extra):
+                raise DataError(f"extra fields differ: {sorted(p.extra)} vs {sorted(first.extra)}")
+        kwargs = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _ROW_FIELDS}
+        sources = list(dict.fromkeys(p.source for p in parts))
+        tsrc = {p.threshold_source for p in parts}
+        return ABRRecords(
+            signal=np.concatenate([p.signal for p in parts]), sampling_rate_hz=first.sampling_rate_hz,
+            signal_unit=first.signal_unit, threshold_source=tsrc.pop() if len(tsrc) == 1 else "unknown",
+            source="; ".join(sources),
+            extra={k: np.concatenate([p.extra[k] for p in parts]) for k in first.extra}, **kwargs)
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> ABRRecords:
+        """Check shapes, dtypes, ranges and finiteness; raise DataError naming row and field."""
+        src = self.source or "<records>"
+        if self.signal.ndim != 2:
+            raise DataError(f"signal must be [N, T], got shape {self.signal.shape}", file=src, field="signal")
+        n, t = self.signal.shape
+        if t < 2:
+            raise DataError(f"signal has {t} samples per recording", file=src, field="signal")
+        if not np.isfinite(self.sampling_rate_hz) or self.sampling_rate_hz <= 0:
+            raise DataError(f"sampling_rate_hz must be positive, got {self.sampling_rate_hz}",
+                            file=src, field="sampling_rate_hz")
+        if self.signal_unit not in SIGNAL_UNITS:
+            raise DataError(f"signal_unit must be one of {SIGNAL_UNITS}, got {self.signal_unit!r}",
+                            file=src, field="signal_unit")
+        if self.threshold_source not in THRESHOLD_SOURCES:
+            raise DataError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got "
+                            f"{self.threshold_source!r}", file=src, field="threshold_source")
+        bad = ~np.isfinite(self.signal).all(axis=1)
+        if bad.any():
+            raise DataError("signal contains NaN or inf", file=src, row=int(np.argmax(bad)), field="signal")
+        for name, (_, trailing) in _ROW_FIELDS.items():
+            arr = getattr(self, name)
+            if arr.shape != (n, *trailing):
+                raise DataError(f"expected shape {(n, *trailing)}, got {arr.shape}", file=src, field=name)
+        for name, arr in self.extra.items():
+            if len(arr) != n:
+                raise DataError(f"extra field has {len(arr)} rows, expected {n}", file=src, field=name)
+        for name, (lo, hi) in _RANGES.items():
+            arr = getattr(self, name)
+            finite = np.isfinite(arr)
+            if name == "threshold_db":
+                bad = np.isneginf(arr)
+            else:
+                bad = np.isinf(arr)
+            bad |= finite & ((arr < lo) | (arr > hi))
+            if bad.any():
+                row = int(np.argwhere(bad)[0][0])
+                raise DataError(f"value {arr[row]!r} outside [{lo}, {hi}]", file=src, row=row, field=name)
+        bad = ~np.isin(self.ear, ["L", "R", "?"])
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"ear must be L, R or ?, got {self.ear[row]!r}", file=src, row=row, field="ear")
+        bad = (self.hearing_loss < -1) | (self.hearing_loss > 4)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"hearing_loss code {self.hearing_loss[row]} not in -1..4", file=src, row=row,
+                            field="hearing_loss")
+        # A marked wave V must carry a latency; an unmarked one must not.
+        bad = self.v_present & ~np.isfinite(self.v_latency_ms)
+        if bad.any():
+            raise DataError("wave V marked present but latency is missing", file=src,
+                            row=int(np.argmax(bad)), field="v_latency_ms")
+        bad = ~self.v_present & np.isfinite(self.v_latency_ms)
+        if bad.any():
+            raise DataError("wave V latency given but V not marked present", file=src,
+                            row=int(np.argmax(bad)), field="v_present")
+        if (self.patient_id == "").any():
+            raise DataError("empty patient_id", file=src, row=int(np.argmax(self.patient_id == "")),
+                            field="patient_id")
+        return self
+
+    # ------------------------------------------------------------ storage
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``.npz`` atomically (temporary file in the same folder, fsync, rename)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+        arrays: dict[str, np.ndarray] = {
+            "signal": self.signal,
+            "sampling_rate_hz": np.array(self.sampling_rate_hz),
+            "signal_unit": np.array(self.signal_unit),
+            "threshold_source": np.array(self.threshold_source),
+            "source": np.array(self.source),
+            "format": np.array("abrflow.records/1"),
+        }
+        for name in _ROW_FIELDS:
+            arrays[name] = getattr(self, name)
+        for k, v in self.extra.items():
+            if v.dtype == object:
+                raise DataError("object arrays cannot be stored", field=f"extra.{k}")
+            arrays[f"extra__{k}"] = v
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ABRRecords:
+        """Read an abrflow ``.npz`` (no pickle: object arrays are refused)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except ValueError as exc:
+            raise DataError(f"cannot read as abrflow records without pickle ({exc})", file=str(path)) from exc
+        except (OSError, EOFError) as exc:
+            raise DataError(f"not a readable .npz file ({exc})", file=str(path)) from exc
+        except Exception as exc:  # zipfile.BadZipFile, zlib.error, ...
+            raise DataError(f"corrupted .npz file ({type(exc).__name__}: {exc})", file=str(path)) from exc
+        required = ["signal", "sampling_rate_hz", *[f for f in _ROW_FIELDS if f != "session_id"]]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise DataError(f"missing arrays {missing}; not an abrflow records file", file=str(path))
+        extra = {k[len("extra__"):]: v for k, v in data.items() if k.startswith("extra__")}
+        kwargs = {name: data[name] for name in _ROW_FIELDS if name in data}
+        try:
+            rec = cls(
+                signal=data["signal"], sampling_rate_hz=float(data["sampling_rate_hz"]),
+                signal_unit=str(data.get("signal_unit", "uV")),
+                threshold_source=str(data.get("threshold_source", "unknown")),
+                source=str(data.get("source", "")) or f"npz:{path}", extra=extra, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"arrays have the wrong type or shape ({exc})", file=str(path)) from exc
+        rec.source = rec.source or f"npz:{path}"
+        try:
+            return rec.validate()
+        except DataError as exc:
+            raise DataError(exc.reason, file=str(path), row=exc.row, field=exc.field) from exc
+
+    # ------------------------------------------------------------ summary
+    def summary(self) -> dict:
+        """Counts people read first: recordings, patients, class shares, V marked, ages, latencies."""
+        n = len(self)
+        shares = {name: float(np.mean(self.hearing_loss == i)) if n else 0.0 for i, name in enumerate(CLASS_NAMES)}
+        lat = self.v_latency_ms[np.isfinite(self.v_latency_ms)]
+        age = self.age_years[np.isfinite(self.age_years)]
+        return {
+            "recordings": n,
+            "patients": int(len(np.unique(self.patient_id))),
+            "series": int(len(np.unique(self.series_key))),
+            "class_shares": shares,
+            "v_marked_share": float(self.v_present.mean()) if n else 0.0,
+            "median_age_years": float(np.median(age)) if age.size else float("nan"),
+            "v_latency_ms_range": [float(lat.min()), float(lat.max())] if lat.size else [],
+            "samples": self.n_samples,
+            "sampling_rate_hz": self.sampling_rate_hz,
+            "signal_unit": self.signal_unit,
+            "source": self.source,
+        }
+
+    def replace(self, **changes) -> ABRRecords:
+        return dataclasses.replace(self, **changes)
+
+
+def empty_rows(n: int) -> dict[str, np.ndarray]:
+    """Per-row fields filled with 'unknown' (NaN, '?', −1, False): a starting point for readers."""
+    return {
+        "age_years": np.full(n, np.nan, np.float32),
+        "intensity_db": np.full(n, np.nan, np.float32),
+        "stimulus_rate_hz": np.full(n, np.nan, np.float32),
+        "fmp": np.full(n, np.nan, np.float32),
+        "patient_id": np.full(n, "unknown", dtype=object).astype(str),
+        "ear": np.full(n, "?", dtype="<U1"),
+        "session_id": np.full(n, "", dtype="<U1"),
+        "v_present": np.zeros(n, bool),
+        "v_latency_ms": np.full(n, np.nan, np.float32),
+        "v_amplitude_uv": np.full(n, np.nan, np.float32),
+        "wave_latency_ms": np.full((n, 3), np.nan, np.float32),
+        "wave_amplitude_uv": np.full((n, 3), np.nan, np.float32),
+        "hearing_loss": np.full(n, UNKNOWN_CLASS, np.int8),
+        "threshold_db": np.full(n, np.nan, np.float32),
+    }

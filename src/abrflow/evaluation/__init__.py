@@ -1,0 +1,1 @@
+"""Evaluation: metrics, classical baselines, generation quality, reports."""

@@ -1,0 +1,1 @@
+"""Network: S4D, blocks, hierarchical U-Net, multi-task heads."""

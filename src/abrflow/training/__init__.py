@@ -1,0 +1,1 @@
+"""Training: losses, LR schedulers, LightningModule, ABRTrainer."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: small hand-made records (no simulator needed) and paths to the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from abrflow.data.records import ABRRecords, empty_rows
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REAL = SHARED / "real"
+
+
+def make_records(n_patients: int = 30, per_patient: int = 4, seed: int = 0, length: int = 200) -> ABRRecords:
+    """Hand-made records: every class present, V marked on half, thresholds finite or +inf."""
+    rng = np.random.default_rng(seed)
+    n = n_patients * per_patient
+    rows = empty_rows(n)
+    patient = np.repeat(np.arange(n_patients), per_patient)
+    rows["patient_id"] = np.array([f"P{p:03d}" for p in patient])
+    rows["ear"] = np.where(np.arange(n) % 2 == 0, "L", "R")
+    cls = (np.arange(n_patients) % 5).astype(np.int8)
+    rows["hearing_loss"] = cls[patient]
+    rows["age_years"] = rng.uniform(0, 70, n).astype(np.float32)
+    rows["intensity_db"] = rng.choice([20, 40, 60, 80], n).astype(np.float32)
+    rows["stimulus_rate_hz"] = np.full(n, 33.1, np.float32)
+    rows["fmp"] = rng.uniform(0.2, 4, n).astype(np.float32)
+    marked = (np.arange(n) % 2 == 0) & (rows["hearing_loss"] != 3)
+    rows["v_present"] = marked
+    rows["v_latency_ms"] = np.where(marked, rng.uniform(5.5, 9.5, n), np.nan).astype(np.float32)
+    rows["v_amplitude_uv"] = np.where(marked, rng.uniform(0.1, 0.6, n), np.nan).astype(np.float32)
+    thr = np.where(rows["hearing_loss"] == 3, np.inf, rng.uniform(0, 60, n)).astype(np.float32)
+    rows["threshold_db"] = thr
+    signal = rng.normal(0, 0.1, (n, length)).astype(np.float32)
+    return ABRRecords(signal=signal, sampling_rate_hz=20000.0, source="test:make_records",
+                      threshold_source="simulated", **rows).validate()
+
+
+@pytest.fixture
+def records() -> ABRRecords:
+    return make_records()
