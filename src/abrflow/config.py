@@ -207,6 +207,7 @@ class HardwareConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     compile: bool = False
+    precision: Optional[str] = None
 
 
 @dataclass
@@ -462,6 +463,9 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.source = {cfg.data.source!r} needs data.dataset_path")
     if cfg.data.source not in ("synthetic", "file"):
         raise ConfigError(f"data.source = {cfg.data.source!r} is not one of ['synthetic', 'file']")
+    if cfg.hardware.precision not in (None, "32-true", "bf16-mixed", "16-mixed", "64-true"):
+        raise ConfigError(f"hardware.precision = {cfg.hardware.precision!r} is not one of "
+                          "[null, '32-true', 'bf16-mixed', '16-mixed', '64-true']")
     devices = cfg.hardware.devices
     if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
             or isinstance(devices, (list, ListConfig))):

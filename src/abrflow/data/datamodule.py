@@ -60,6 +60,7 @@ class TensorDictDataset(Dataset):
             raise ValueError(f"tensors have different lengths {lengths}")
         self.tensors = tensors
         self.length = lengths.pop()
+        self.metadata: dict | None = None  # normalisation/target statistics, set for the training split
 
     def __len__(self) -> int:
         return self.length
@@ -139,6 +140,9 @@ class ABRDataModule(L.LightningDataModule):
         for name in SPLIT_NAMES:
             part = self.records.select(self.split[name])
             self._datasets[name] = TensorDictDataset(records_to_tensors(part, self.stats))
+        self._datasets["train"].metadata = {"normalization": self.stats.to_dict(),
+                                            "target_stats": self.target_stats(),
+                                            "class_counts": self.class_counts()}
         log.info("data: %d recordings (%s), split %s", len(self.records), self.records.source,
                  {n: len(self.split[n]) for n in SPLIT_NAMES})
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..io import atomic_open
 
 #: English display names in the original project's LabelEncoder order (codes 0–4).
 CLASS_NAMES: tuple[str, ...] = ("NORMAL", "NEUROPATHY", "SENSORINEURAL", "TOTAL", "CONDUCTIVE")
@@ -287,17 +287,8 @@ class ABRRecords:
             if v.dtype == object:
                 raise DataError("object arrays cannot be stored", field=f"extra.{k}")
             arrays[f"extra__{k}"] = v
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
         return path
 
     @classmethod
