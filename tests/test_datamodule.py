@@ -104,3 +104,12 @@ def test_stats_round_trip():
     assert NormalizationStats.from_dict(stats.to_dict()) == stats
     with pytest.raises(DataError, match="incomplete"):
         NormalizationStats.from_dict({"mode": "global_robust"})
+
+
+def test_real_exports_load_in_the_models_time_base():
+    from .conftest import REAL
+
+    cfg = load_config(overrides=["data.source=file", f"data.dataset_path={REAL / 'ihs-smartep-human'}"], environ={})
+    rec = ABRDataModule(cfg.data).load()
+    assert rec.n_samples == 200 and rec.sampling_rate_hz == 20000.0
+    assert set(np.unique(rec.patient_id)) == {"P3", "P6", "P8"}

@@ -113,14 +113,13 @@ class ABRDataModule(L.LightningDataModule):
         else:
             from .readers import load_records
 
-            options = {}
             path = str(self.cfg.dataset_path)
-            if path.lower().endswith((".csv", ".xlsx", ".xls", ".tsv")):
-                options = {"polarity": self.cfg.table.polarity,
-                           "max_sweeps_rejected": self.cfg.table.max_sweeps_rejected,
-                           "signal_length": self.cfg.signal_length,
-                           "sampling_rate_hz": self.cfg.sampling_rate_hz}
-            rec = load_records(path, **options)
+            # .npz and legacy .pkl carry their own time base (checked below); the others are
+            # resampled and cut to the model's.
+            time_base = {} if path.lower().endswith((".npz", ".pkl", ".pickle")) else {
+                "signal_length": self.cfg.signal_length, "sampling_rate_hz": self.cfg.sampling_rate_hz}
+            table = {"polarity": self.cfg.table.polarity, "max_sweeps_rejected": self.cfg.table.max_sweeps_rejected}
+            rec = load_records(path, table_options=table, **time_base)
         rec.validate()
         if rec.n_samples != self.cfg.signal_length or abs(rec.sampling_rate_hz - self.cfg.sampling_rate_hz) > 1e-6:
             raise DataError(

@@ -5,29 +5,111 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ..records import ABRRecords
 
+SUPPORTED = (".npz (abrflow records), .pkl (legacy pickle), .csv/.tsv/.xlsx (clinic table), "
+             ".csv (Interacoustics Eclipse export), .TXT (IHS SmartEP export), .hea/.dat (PhysioNet WFDB, "
+             "EARNDB), or a folder of SmartEP exports or WFDB records")
+SNIFF_BYTES = 4096
+_ECLIPSE_PREAMBLE = re.compile(r"^[^,:\"]+:")  # "Patient ID: 123" — a key and a colon before any comma
+_SMARTEP_KEYS = {"Identifier:", "File Name:", "Smp. Period:", "Zero Position:", "Data Pnt:"}
 
-def load_records(path: str | os.PathLike, **options) -> ABRRecords:
-    """Read any supported file into validated records.
 
-    ``options`` are passed to the chosen reader (e.g. table filters ``polarity=``,
-    ``max_sweeps_rejected=``, and the time base ``sampling_rate_hz=``, ``signal_length=``).
+def _head_lines(path: Path) -> list[str]:
+    """The first lines of a file, decoded leniently: only to recognise the format, not to read it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", file=str(path)) from None
+    return [line for line in head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines() if line.strip()]
+
+
+def _is_smartep(path: Path) -> bool:
+    """SmartEP rows start with ``Key:,`` — the first row's key is one of its known header keys."""
+    lines = _head_lines(path)
+    return bool(lines) and lines[0].split(",", 1)[0].strip() in _SMARTEP_KEYS
+
+
+def _is_eclipse(path: Path) -> bool:
+    lines = _head_lines(path)
+    if not lines:
+        return False
+    first = lines[0].strip()
+    return "Mod No" in (f.strip().strip('"') for f in first.split(",")) or bool(_ECLIPSE_PREAMBLE.match(first))
+
+
+def _is_smartep_folder(folder: Path) -> bool:
+    """A subject folder of SmartEP .TXT files, or a folder of such subject folders."""
+    candidates = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".txt"]
+    if not candidates:
+        candidates = [p for sub in folder.iterdir() if sub.is_dir()
+                      for p in sub.iterdir() if p.is_file() and p.suffix.lower() == ".txt"]
+    return bool(candidates) and _is_smartep(sorted(candidates)[0])
+
+
+def _call(reader: Callable[..., ABRRecords], path: Path, options: dict) -> ABRRecords:
+    """Run ``reader``; an option it does not take is a ConfigError naming the reader, not a TypeError."""
+    accepted = [name for name, p in inspect.signature(reader).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{path} is read by {reader.__name__}, which takes no option(s) {unknown}; "
+                          f"it takes {accepted}")
+    return reader(path, **options)
+
+
+def _load_folder(p: Path, options: dict) -> ABRRecords:
+    if any(f.suffix in (".hea", ".dat") for f in p.iterdir() if f.is_file()):
+        from .wfdb import read_wfdb
+        return _call(read_wfdb, p, options)
+    if _is_smartep_folder(p):
+        from .smartep import read_smartep
+        return _call(read_smartep, p, options)
+    raise DataError(f"the folder holds no SmartEP .TXT exports or WFDB .hea/.dat records; supported: {SUPPORTED}",
+                    file=str(p))
+
+
+def load_records(path: str | os.PathLike, *, table_options: dict | None = None, **options) -> ABRRecords:
+    """Read any supported file or folder into validated records.
+
+    ``options`` are passed to the chosen reader (e.g. the time base ``sampling_rate_hz=``,
+    ``signal_length=``); ``table_options`` (filters ``polarity=``, ``max_sweeps_rejected=``) only
+    when the clinic-table reader is the one chosen.
+    A ``.csv`` whose first non-blank line is a ``Key: value`` preamble line or a header with a
+    ``Mod No`` column is an Eclipse export; any other ``.csv`` is the clinic table.
     """
     p = Path(path)
+    suffix = p.suffix.lower()
+    bare_record = bool(p.name) and not p.exists() and any(p.with_name(p.name + s).exists() for s in (".hea", ".dat"))
+    if suffix in (".hea", ".dat") or bare_record:
+        from .wfdb import read_wfdb
+        return _call(read_wfdb, p, options)
     if not p.exists():
         raise DataError("file not found", file=str(p))
-    suffix = p.suffix.lower()
+    if p.is_dir():
+        return _load_folder(p, options)
     if suffix == ".npz":
         return ABRRecords.load(p)
     if suffix in (".pkl", ".pickle"):
         from .legacy_pickle import read_legacy_pickle
         return read_legacy_pickle(p)
+    if suffix == ".txt":
+        if not _is_smartep(p):
+            raise DataError("a .txt file that is not an IHS SmartEP export (its first row must be a SmartEP "
+                            f"header row such as 'Identifier:,…'); supported: {SUPPORTED}", file=str(p))
+        from .smartep import read_smartep
+        return _call(read_smartep, p, options)
+    if suffix == ".csv" and _is_eclipse(p):
+        from .eclipse import read_eclipse
+        return _call(read_eclipse, p, options)
     if suffix in (".csv", ".xlsx", ".xls", ".tsv"):
         from .table import read_table
-        return read_table(p, **options)
-    raise DataError(f"unsupported file type {suffix!r}; expected .npz, .pkl, .csv or .xlsx", file=str(p))
+        return _call(read_table, p, {**(table_options or {}), **options})
+    raise DataError(f"unsupported file type {suffix!r}; supported: {SUPPORTED}", file=str(p))

@@ -40,10 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.signal import resample_poly
 
 from ...errors import ConfigError, DataError
 from ..records import ABRRecords, class_code
+from ._common import EAR_NAMES, check_time_base, resampling_ratio, samples_needed, window_from_onset
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,6 @@ TEXT_COLUMNS = ("Patient_ID", "Stimulus Side", "Stimulus Polarity", "Test Date",
 REQUIRED_COLUMNS = ("Patient_ID", "Stimulus Side", "Age", "Intensity", "Stimulus Polarity", "Stimulus Rate",
                     "Sweeps Measured", "Sweeps Rejected", "Test Date", "Hear Loss - Left", "Hear Loss - Right",
                     "Hear_Loss", *(c for pair in WAVE_COLUMNS for c in pair), "FMP")
-EAR_NAMES = {"left": "L", "l": "L", "sol": "L", "right": "R", "r": "R", "sağ": "R", "sag": "R"}
 FIRST_DATA_ROW = 2  # spreadsheet numbering: the header is row 1
 ROW_NOTE = "rows counted as in a spreadsheet: header = row 1"
 # ABRRecords field -> export column, so validation errors point at the cell a clinic engineer can open.
@@ -220,16 +219,14 @@ def _patient_ids(frame: pd.DataFrame, file: str, rows: np.ndarray) -> np.ndarray
 
 def _resampling_ratio(sampling_rate_hz: float, source_sampling_rate_hz: float | None) -> Fraction:
     """up/down for resample_poly; 1 when the export already has the target rate."""
-    if source_sampling_rate_hz is None or source_sampling_rate_hz == sampling_rate_hz:
+    if source_sampling_rate_hz is None:
         return Fraction(1)
     if not np.isfinite(source_sampling_rate_hz) or source_sampling_rate_hz <= 0:
         raise ConfigError(f"source_sampling_rate_hz must be positive, got {source_sampling_rate_hz!r}")
-    exact = sampling_rate_hz / source_sampling_rate_hz
-    ratio = Fraction(exact).limit_denominator(1000)
-    if ratio == 0 or abs(float(ratio) - exact) > 1e-6 * exact:
-        raise ConfigError(f"cannot resample {source_sampling_rate_hz} Hz to {sampling_rate_hz} Hz with a "
-                          f"rational ratio of denominator <= 1000 (best {ratio})")
-    return ratio
+    try:
+        return resampling_ratio(sampling_rate_hz, source_sampling_rate_hz)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _signals(frame: pd.DataFrame, sample_columns: list[str], file: str, rows: np.ndarray, *,
@@ -238,7 +235,7 @@ def _signals(frame: pd.DataFrame, sample_columns: list[str], file: str, rows: np
     block = _number_block(frame, sample_columns, file, rows)
     n_columns = len(sample_columns)
     # Source samples needed so that the last target sample lies inside the recording.
-    needed = math.ceil((signal_length - 1) / ratio) + 1
+    needed = samples_needed(signal_length, ratio)
     if n_columns < needed:
         raise DataError(f"the export has {n_columns} sample columns but a {signal_length}-sample window "
                         f"needs {needed} (columns 1…{needed})", file=file, field=str(n_columns + 1))
@@ -256,8 +253,7 @@ def _signals(frame: pd.DataFrame, sample_columns: list[str], file: str, rows: np
     out = np.empty((len(block), signal_length))
     for length in np.unique(leading):  # rows differ only if their trailing cells are blank
         group = leading == length
-        resampled = resample_poly(block[group, :length], ratio.numerator, ratio.denominator, axis=1)
-        out[group] = resampled[:, :signal_length]
+        out[group] = window_from_onset(block[group, :length], ratio, signal_length)
     return out
 
 
@@ -301,10 +297,7 @@ def read_table(path: str | os.PathLike, *, polarity: str | None = "Alternate",
     encoding. With ``return_report=True`` returns ``(records, report)``, the report counting rows
     read, dropped by each filter and kept.
     """
-    if int(signal_length) != signal_length or signal_length < 2:
-        raise ConfigError(f"signal_length must be an integer >= 2, got {signal_length!r}")
-    if not np.isfinite(sampling_rate_hz) or sampling_rate_hz <= 0:
-        raise ConfigError(f"sampling_rate_hz must be positive, got {sampling_rate_hz!r}")
+    signal_length = check_time_base(signal_length, sampling_rate_hz)
     ratio = _resampling_ratio(sampling_rate_hz, source_sampling_rate_hz)
     path = Path(path)
     file = str(path)

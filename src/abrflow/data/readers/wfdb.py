@@ -1,0 +1,372 @@
+"""Reader for PhysioNet WFDB records of EARNDB ("Evoked Auditory Responses in Normals"), shared/real/README.md.
+
+Records are named ``N{subject}_evoked_ave{level}_F{kHz}_R{half}``: R1 and R2 are two
+half-averages of one level. They become ONE row: ``signal`` = mean of the two halves,
+``extra["half_a"]``/``["half_b"]`` = R1/R2 in the same time base and ``extra["split_half_r"]`` their
+Pearson r over 1–10 ms (``_common.split_half_r``). A series is subject + frequency:
+``patient_id`` ``N1``…, ``session_id`` ``F1``/``F4``, so 1 kHz and 4 kHz series stay apart.
+
+Format and quirks (the ``wfdb`` package reads the format; it is imported only here):
+
+- Signal 0 is the ABR; signal 1 (the OAE channel) is not read into the records.
+- Gain: every record is scaled to the full int32 range and the header's gain acts as a
+  MULTIPLIER: ``(digital − baseline) × gain`` gives µV-sized values (peaks 0.06–0.6 µV) although
+  the header names the unit nV. A stock reader divides and returns ~1e18, so the raw digital
+  values are read (``physical=False``) and multiplied. Each half's window is then checked to be
+  physiological (peak |x| within ``PEAK_RANGE_UV``); anything else is an error naming the file.
+- Time zero is sample 0; each half (48 kHz) is resampled to the model's rate with
+  ``resample_poly`` (20 000/48 000 = 5/12) and cut to ``signal_length`` samples.
+- ``N8_evoked_ave55_F1_R2.dat`` has no header: a ``.dat`` without ``.hea`` is read with its twin
+  half's header (same subject, level and frequency; the gain is then the twin's, so that half's
+  scale is approximate — the twin gains of this data set differ by a factor 0.65–1.8), with a
+  logged warning and ``warnings.warn`` naming the file, and ``extra["header_borrowed"]`` True.
+
+Comment line ``<SPL>: 10 <Stim Freq (kHz)>:1 <Ear>: r <Total Trials Used>:3953 <wnsfmp>:0.75243
+<residual noise level>: 4.1792 <Condition>: Normal`` maps to:
+
+- ``intensity_db`` = SPL, which for these tone bursts is dB peSPL, not dB nHL:
+  ``extra["level_unit"] = "dB peSPL"`` says so; ``extra["stimulus_frequency_khz"]``.
+- ``ear`` r/l → R/L; ``hearing_loss`` from Condition (Normal → 0 NORMAL).
+- ``fmp`` = mean of the halves' ``wnsfmp`` (the export has no Fmp of the combined average);
+  the halves' values are kept in ``extra["fmp_half_a"]``/``["fmp_half_b"]``.
+- ``extra["sweeps"]`` = total trials of both halves; the halves' residual noise levels (unit not
+  stated in the file) in ``extra["residual_noise_half_a"]``/``["residual_noise_half_b"]``.
+- Age, stimulus rate and threshold are not in the files: NaN. (The lowest level of a series is
+  the listener's behavioural threshold in dB peSPL; it is not written into ``threshold_db``,
+  which is dB nHL.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import DataError
+from ..records import ABRRecords, class_code, empty_rows
+from ._common import (
+    EAR_NAMES,
+    check_time_base,
+    resampling_ratio,
+    samples_needed,
+    split_half_r,
+    window_from_onset,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"N(?P<subject>\d+)_evoked_ave(?P<level>\d+)_F(?P<khz>\d+)_R(?P<half>[12])")
+COMMENT_KEYS = ("SPL", "Stim Freq (kHz)", "Ear", "Total Trials Used", "wnsfmp", "residual noise level", "Condition")
+PEAK_RANGE_UV = (0.005, 5.0)
+LEVEL_UNIT = "dB peSPL"
+SPLIT_HALF_WINDOW_MS = (1.0, 10.0)
+ABR_SIGNAL = 0
+BYTES_PER_SAMPLE = {"32": 4}  # the formats this reader accepts (EARNDB uses little-endian int32)
+
+
+@dataclass(frozen=True)
+class _Name:
+    """What a record's file name says: subject, level, frequency (digits as written) and which half."""
+
+    folder: Path
+    subject: str
+    level: str
+    khz: str
+    half: int
+
+    @property
+    def stem(self) -> str:
+        return f"N{self.subject}_evoked_ave{self.level}_F{self.khz}_R{self.half}"
+
+    @property
+    def order(self) -> tuple[int, int, int]:
+        return int(self.subject), int(self.khz), int(self.level)
+
+    @property
+    def pair(self) -> str:
+        return f"N{self.subject}_evoked_ave{self.level}_F{self.khz}"
+
+    def path(self, suffix: str) -> Path:
+        return self.folder / f"{self.stem}{suffix}"
+
+    def twin(self) -> _Name:
+        return _Name(self.folder, self.subject, self.level, self.khz, 3 - self.half)
+
+
+@dataclass
+class _Half:
+    """One half-average read and checked: its window in µV and its comment values."""
+
+    name: _Name
+    window_uv: np.ndarray
+    comments: dict[str, str]
+    header_file: Path  # the twin's header when this half has none
+
+    @property
+    def header_borrowed(self) -> bool:
+        return self.header_file != self.name.path(".hea")
+
+    def number(self, key: str) -> float:
+        try:
+            return float(self.comments[key])
+        except ValueError:
+            raise DataError(f"expected a number, got {self.comments[key]!r}", file=str(self.header_file),
+                            row="comment line", field=key) from None
+
+
+def _import_wfdb(file: str):
+    try:
+        with warnings.catch_warnings():
+            # wfdb's own import raises pandas deprecation warnings that say nothing about the data.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            import wfdb
+    except ImportError:
+        raise DataError("reading WFDB records needs the wfdb package: pip install 'abrflow[wfdb]'",
+                        file=file) from None
+    return wfdb
+
+
+def _name(path: Path) -> _Name:
+    match = NAME_PATTERN.fullmatch(path.name.removesuffix(path.suffix) if path.suffix in (".hea", ".dat")
+                                   else path.name)
+    if match is None:
+        raise DataError("not an EARNDB record name N{subject}_evoked_ave{level}_F{kHz}_R{1|2}", file=str(path))
+    return _Name(path.parent, match["subject"], match["level"], match["khz"], int(match["half"]))
+
+
+# ---------------------------------------------------------------- one half
+
+
+def _comments(lines: list[str], file: str) -> dict[str, str]:
+    text = " ".join(lines)
+    found = {k.strip(): v.strip() for k, v in re.findall(r"<([^>]+)>\s*:\s*([^<]*)", text)}
+    for key in COMMENT_KEYS:
+        if not found.get(key):
+            raise DataError("missing in the header's comment line", file=file, row="comment line", field=key)
+    return found
+
+
+def _check_header(header, file: str, dat: Path) -> None:
+    """What this reader relies on; wfdb itself accepts headers that lack some of it."""
+    n_sig = header.n_sig or 0
+    if n_sig < 1 or len(header.fmt or []) != n_sig or len(header.adc_gain or []) != n_sig:
+        raise DataError(f"header declares {n_sig} signals but describes {len(header.fmt or [])}", file=file,
+                        field="signal lines")
+    if header.fmt[ABR_SIGNAL] not in BYTES_PER_SAMPLE or len(set(header.fmt)) != 1:
+        raise DataError(f"sample formats {header.fmt}; this reader handles format 32 (int32) only", file=file,
+                        field="fmt")
+    if not isinstance(header.sig_len, int) or header.sig_len < 1:
+        raise DataError(f"signal length {header.sig_len!r} is not a positive count", file=file, field="sig_len")
+    if not header.fs or header.fs <= 0:
+        raise DataError(f"sampling frequency {header.fs!r} is not positive", file=file, field="fs")
+    if not dat.exists():
+        raise DataError("the signal file is missing", file=str(dat))
+    expected = header.sig_len * n_sig * BYTES_PER_SAMPLE[header.fmt[ABR_SIGNAL]]
+    if dat.stat().st_size != expected:
+        raise DataError(f"{dat.stat().st_size} bytes, but the header ({file}) describes {header.sig_len} samples "
+                        f"× {n_sig} signals = {expected} bytes: truncated or wrong header", file=str(dat),
+                        field="sig_len")
+
+
+def _read_header(wfdb, header_name: _Name, dat: Path):
+    """The parsed and checked header of ``header_name``, for the signal file ``dat``."""
+    header_file = header_name.path(".hea")
+    try:
+        header = wfdb.rdheader(str(header_name.path("")))
+    except Exception as exc:  # wfdb raises IndexError, ValueError, … for a malformed header
+        raise DataError(f"cannot read the WFDB header ({type(exc).__name__}: {exc})", file=str(header_file)) from None
+    _check_header(header, str(header_file), dat)
+    return header
+
+
+def _digital_abr(wfdb, name: _Name, header_name: _Name) -> tuple[np.ndarray, object]:
+    """Raw int ABR samples and the header they were read with (the twin's when borrowed)."""
+    dat = name.path(".dat")
+    if header_name != name:
+        # wfdb cannot pair a .dat with another record's header, so the (checked) interleaved
+        # little-endian int32 layout of format 32 is read directly.
+        header = _read_header(wfdb, header_name, dat)
+        samples = np.fromfile(dat, "<i4").reshape(header.sig_len, header.n_sig)
+        return samples[:, ABR_SIGNAL].astype(np.float64), header
+    try:
+        # One call parses the header and reads the samples (wfdb's header parser is the slow part).
+        record = wfdb.rdrecord(str(name.path("")), physical=False)
+    except Exception as exc:
+        _read_header(wfdb, name, dat)  # a precise message when the header or the file size is wrong
+        raise DataError(f"cannot read the WFDB record ({type(exc).__name__}: {exc})", file=str(dat)) from None
+    _check_header(record, str(name.path(".hea")), dat)
+    return np.asarray(record.d_signal[:, ABR_SIGNAL], np.float64), record
+
+
+def _read_half(wfdb, name: _Name, *, signal_length: int, sampling_rate_hz: float) -> _Half:
+    if not name.path(".dat").exists():
+        raise DataError("the signal file is missing (each level needs both halves, R1 and R2)",
+                        file=str(name.path(".dat")))
+    header_name = name
+    if not name.path(".hea").exists():
+        header_name = name.twin()
+        if not header_name.path(".hea").exists():
+            raise DataError(f"neither this half nor its twin R{header_name.half} has a header (.hea)",
+                            file=str(name.path(".dat")))
+        message = (f"{name.path('.dat')}: no header; reading it with the header of its twin "
+                   f"{header_name.path('.hea').name} (same level; the twin's gain scales it)")
+        logger.warning(message)
+        warnings.warn(message, stacklevel=3)
+    digital, header = _digital_abr(wfdb, name, header_name)
+    file = str(name.path(".dat"))
+    gain = header.adc_gain[ABR_SIGNAL]
+    baseline = (header.baseline or [0] * header.n_sig)[ABR_SIGNAL] or 0
+    if not gain or not np.isfinite(gain) or gain <= 0:
+        raise DataError(f"gain {gain!r} is not a positive number", file=str(header_name.path(".hea")), field="gain")
+    microvolts = (digital - baseline) * gain  # the EARNDB quirk: the gain multiplies
+    try:
+        ratio = resampling_ratio(sampling_rate_hz, float(header.fs))
+    except ValueError as exc:
+        raise DataError(str(exc), file=str(header_name.path(".hea")), field="fs") from None
+    needed = samples_needed(signal_length, ratio)
+    if len(microvolts) < needed:
+        raise DataError(f"{len(microvolts)} samples at {header.fs:g} Hz cannot cover {signal_length} samples at "
+                        f"{sampling_rate_hz:g} Hz (need {needed})", file=file, field="sig_len")
+    window = window_from_onset(microvolts, ratio, signal_length)
+    peak = float(np.max(np.abs(window)))
+    low, high = PEAK_RANGE_UV
+    if not low <= peak <= high:
+        raise DataError(f"peak |ABR| {peak:.3g} µV in the window is not physiological ({low}–{high} µV); the "
+                        f"header gain {gain:g} is expected to multiply the int32 samples", file=file,
+                        field="amplitude")
+    comments = _comments(header.comments or [], str(header_name.path(".hea")))
+    return _Half(name, window, comments, header_file=header_name.path(".hea"))
+
+
+# ---------------------------------------------------------------- pairs → rows
+
+
+def _check_pair(a: _Half, b: _Half) -> None:
+    """Both halves must describe the same level, frequency, ear and condition as their names."""
+    for half in (a, b):
+        file = str(half.header_file)
+        if half.number("SPL") != int(half.name.level):
+            raise DataError(f"SPL {half.comments['SPL']} but the file name says level {half.name.level}", file=file,
+                            row="comment line", field="SPL")
+        if half.number("Stim Freq (kHz)") != int(half.name.khz):
+            raise DataError(f"Stim Freq {half.comments['Stim Freq (kHz)']} kHz but the file name says F"
+                            f"{half.name.khz}", file=file, row="comment line", field="Stim Freq (kHz)")
+    for key in ("Ear", "Condition"):
+        if a.comments[key].casefold() != b.comments[key].casefold():
+            raise DataError(f"the halves disagree: R1 says {a.comments[key]!r}, R2 says {b.comments[key]!r} "
+                            f"({b.header_file.name})", file=str(a.header_file), row="comment line",
+                            field=key)
+
+
+def _row_values(a: _Half, b: _Half) -> dict[str, object]:
+    file = str(a.header_file)
+    ear = EAR_NAMES.get(a.comments["Ear"].casefold())
+    if ear is None:
+        raise DataError(f"unknown ear {a.comments['Ear']!r}; expected r or l", file=file, row="comment line",
+                        field="Ear")
+    try:
+        condition = class_code(a.comments["Condition"], where="Condition")
+    except DataError as exc:
+        raise DataError(exc.reason, file=file, row="comment line", field="Condition") from None
+    trials = []
+    for half in (a, b):
+        value = half.number("Total Trials Used")
+        if not value.is_integer() or value < 0:
+            raise DataError(f"expected a whole count, got {value!r}", file=str(half.header_file),
+                            row="comment line", field="Total Trials Used")
+        trials.append(int(value))
+    return {"ear": ear, "hearing_loss": condition, "sweeps": sum(trials),
+            "intensity_db": a.number("SPL"), "khz": a.number("Stim Freq (kHz)"),
+            "fmp": (a.number("wnsfmp"), b.number("wnsfmp")),
+            "noise": (a.number("residual noise level"), b.number("residual noise level"))}
+
+
+def _records(pairs: list[tuple[_Half, _Half]], sampling_rate_hz: float, source: str) -> ABRRecords:
+    values = [_row_values(a, b) for a, b in pairs]
+    n = len(pairs)
+    half_a = np.stack([a.window_uv for a, _ in pairs]).astype(np.float32)
+    half_b = np.stack([b.window_uv for _, b in pairs]).astype(np.float32)
+    fmp = np.array([v["fmp"] for v in values])
+    noise = np.array([v["noise"] for v in values])
+    rows = empty_rows(n)
+    rows.update(
+        patient_id=np.array([f"N{a.name.subject}" for a, _ in pairs]),
+        session_id=np.array([f"F{a.name.khz}" for a, _ in pairs]),
+        ear=np.array([v["ear"] for v in values]),
+        intensity_db=np.array([v["intensity_db"] for v in values]),
+        fmp=fmp.mean(axis=1),
+        hearing_loss=np.array([v["hearing_loss"] for v in values], np.int8))
+    signal = (np.stack([a.window_uv for a, _ in pairs]) + np.stack([b.window_uv for _, b in pairs])) / 2.0
+    return ABRRecords(
+        signal=signal, sampling_rate_hz=sampling_rate_hz, signal_unit="uV", threshold_source="unknown",
+        source=source, **rows,
+        extra={
+            "half_a": half_a,
+            "half_b": half_b,
+            "split_half_r": split_half_r(half_a, half_b, sampling_rate_hz, start_ms=SPLIT_HALF_WINDOW_MS[0],
+                                         stop_ms=SPLIT_HALF_WINDOW_MS[1]),
+            "sweeps": np.array([v["sweeps"] for v in values], np.int64),
+            "fmp_half_a": fmp[:, 0].astype(np.float32),
+            "fmp_half_b": fmp[:, 1].astype(np.float32),
+            "residual_noise_half_a": noise[:, 0].astype(np.float32),
+            "residual_noise_half_b": noise[:, 1].astype(np.float32),
+            "stimulus_frequency_khz": np.array([v["khz"] for v in values], np.float32),
+            "level_unit": np.full(n, LEVEL_UNIT),
+            "header_borrowed": np.array([a.header_borrowed or b.header_borrowed for a, b in pairs]),
+            "record": np.array([a.name.pair for a, _ in pairs]),
+        })
+
+
+# ---------------------------------------------------------------- public API
+
+
+def _pairs_in(path: Path) -> list[_Name]:
+    """The R1 name of every level pair: all records of a folder, or the pair of one record path."""
+    if not path.is_dir():
+        name = _name(path)
+        return [name if name.half == 1 else name.twin()]
+    files = [p for p in path.iterdir() if p.is_file() and p.suffix in (".hea", ".dat")]
+    if not files:
+        raise DataError("no WFDB records (.hea/.dat) in the folder", file=str(path))
+    names = {_name(p) for p in files}
+    for name in names:
+        if name.twin() not in names:
+            raise DataError(f"half R{name.half} has no twin R{3 - name.half} of the same level: a level needs both "
+                            "half-averages", file=str(name.path(".dat")))
+    firsts = {n if n.half == 1 else n.twin() for n in names}
+    return sorted(firsts, key=lambda n: n.order)
+
+
+def read_wfdb(path_or_folder: str | os.PathLike, *, signal_length: int = 200,
+              sampling_rate_hz: float = 20000.0) -> ABRRecords:
+    """Read EARNDB WFDB records: a folder (every level pair in it) or one record's pair.
+
+    A single ``.hea``/``.dat`` path or a record path without extension reads that level's two
+    halves (R1 and R2) into one row. See the module docstring for the mapping and the quirks.
+    """
+    signal_length = check_time_base(signal_length, sampling_rate_hz)
+    path = Path(path_or_folder)
+    bare_record = bool(path.name) and any(path.with_name(path.name + s).exists() for s in (".hea", ".dat"))
+    if not path.exists() and not bare_record:
+        raise DataError("file not found", file=str(path))
+    wfdb = _import_wfdb(str(path))
+    pairs = []
+    for first in _pairs_in(path):
+        a = _read_half(wfdb, first, signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
+        b = _read_half(wfdb, first.twin(), signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
+        _check_pair(a, b)
+        pairs.append((a, b))
+    records = _records(pairs, sampling_rate_hz, source=f"wfdb:{path.name}")
+    try:
+        return records.validate()
+    except DataError as exc:
+        if isinstance(exc.row, int):
+            half = pairs[exc.row][0]
+            raise DataError(exc.reason, file=str(half.header_file), row=half.name.pair, field=exc.field) from None
+        raise
