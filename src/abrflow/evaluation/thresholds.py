@@ -1,0 +1,205 @@
+"""Hearing threshold of one ear from its level series: the one function evaluation and inference share.
+
+Clinically an ear's ABR threshold is the lowest stimulus level at which wave V is present. Given a
+response probability per recording of a series (a model's wave-V presence probability, a classical
+detector's 0/1 call, or the marked/true presence), :func:`estimate_series_threshold` fits a
+monotone logistic curve of response probability against level and reports where it crosses the
+criterion.
+
+Why a logistic fit rather than isotonic regression plus interpolation: detectability grows
+sigmoidally with sensation level; two parameters pool every level and every replicate, so one
+noisy recording cannot move the crossing by a whole step, and the crossing is continuous between
+tested levels. Soft probabilities are used as soft targets of the Bernoulli likelihood (cross-
+entropy), so a model's confidence counts, not just its 0/1 call. The slope is bounded: from a
+transition spread over ~50 dB (an uninformative series) to one within ~1 dB (a step at 5 dB
+resolution). With hard 0/1 responses that separate at levels L0 < L1 the fit is steep and the
+crossing lands midway between L0 and L1 — the unbiased choice when the true threshold is anywhere
+in (L0, L1].
+
+The interval is honest about what a series can say, not a sampling confidence interval: it spans
+the tested levels bracketing the crossing (the highest level below it and the lowest level at or
+above it — the latter is the clinician's "lowest level with a response"), widened to where the
+fitted curve runs from 0.25 to 0.75 when the fit is shallow (ambiguous responses).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.special
+
+from ..data.records import ABRRecords
+
+#: Bounds of the logistic slope (per dB): a transition over ~50 dB … one within ~1 dB.
+SLOPE_PER_DB_BOUNDS: tuple[float, float] = (0.05, 3.0)
+#: Level step assumed when a series has a single level (the clinical 5 dB grid).
+DEFAULT_STEP_DB = 5.0
+#: The fitted curve's probabilities that bound the ambiguity band of the interval.
+AMBIGUITY_BAND: tuple[float, float] = (0.25, 0.75)
+
+
+@dataclass(frozen=True)
+class SeriesThreshold:
+    """One ear's threshold estimate.
+
+    ``threshold_db`` is +inf for "no response up to ``no_response_up_to_db``"; NaN when the series
+    holds no usable level. ``method`` says how it was found: ``logistic`` (a crossing within the
+    tested range), ``all_respond`` (every level responds: the threshold is at or below the lowest
+    level, reported as that level), ``no_response``, or ``no_data``.
+    """
+
+    threshold_db: float
+    lo_db: float
+    hi_db: float
+    no_response_up_to_db: float | None
+    method: str
+    n_levels: int
+
+    @property
+    def at_or_below_lowest_level(self) -> bool:
+        """True when the series never stopped responding: the threshold is an upper bound."""
+        return self.method == "all_respond"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _level_step_db(levels: np.ndarray) -> float:
+    """The series' smallest spacing between tested levels (5 dB when a single level was tested)."""
+    unique = np.unique(levels)
+    return float(np.diff(unique).min()) if unique.size > 1 else DEFAULT_STEP_DB
+
+
+def _fit_logistic(levels_db: np.ndarray, target: np.ndarray, start_db: float) -> tuple[float, float]:
+    """Maximum-likelihood (soft cross-entropy) logistic p(L) = expit(k (L − L50)): returns (L50, k)."""
+    centre = float(levels_db.mean())
+    x = levels_db - centre  # centred for conditioning
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        l50, k = params
+        z = k * (x - l50)
+        # −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, written stably.
+        value = np.sum(np.logaddexp(0.0, z) - target * z)
+        residual = scipy.special.expit(z) - target
+        return float(value), np.array([-k * residual.sum(), np.sum(residual * (x - l50))])
+
+    span = float(np.ptp(x)) + 2 * DEFAULT_STEP_DB
+    bounds = [(x.min() - span, x.max() + span), SLOPE_PER_DB_BOUNDS]
+    fit = scipy.optimize.minimize(loss, np.array([start_db - centre, 0.3]), jac=True, method="TNC",
+                                  bounds=bounds)
+    l50, k = fit.x
+    return float(l50 + centre), float(k)
+
+
+def _interpolated_crossing(tested_db: np.ndarray, level_mean: np.ndarray, criterion: float) -> float:
+    """A starting guess: where the per-level mean probability first reaches the criterion, going up."""
+    i = int(np.flatnonzero(level_mean >= criterion)[0])
+    if i == 0:
+        return float(tested_db[0])
+    lo, hi = level_mean[i - 1], level_mean[i]
+    frac = (criterion - lo) / (hi - lo) if hi > lo else 0.5
+    return float(tested_db[i - 1] + frac * (tested_db[i] - tested_db[i - 1]))
+
+
+def estimate_series_threshold(levels_db: np.ndarray, response_prob: np.ndarray, *, criterion: float = 0.5,
+                              ambiguity_band: tuple[float, float] = AMBIGUITY_BAND) -> SeriesThreshold:
+    """Threshold (dB) of one level series from per-recording response probabilities.
+
+    Replicates at one level are all used. Rows with a NaN level or probability are ignored.
+    "No level responds" (every probability below ``criterion``) gives +inf, "no response up to the
+    highest level"; "every level responds" gives the lowest level with ``method='all_respond'``
+    and ``lo_db`` one step below it. Otherwise the logistic crossing, as the module describes; a
+    crossing the fit puts outside the tested range is treated like the corresponding edge case.
+    """
+    if not 0.0 < criterion < 1.0:
+        raise ValueError(f"criterion must be a probability in (0, 1), got {criterion}")
+    levels = np.asarray(levels_db, dtype=np.float64).ravel()
+    prob = np.asarray(response_prob, dtype=np.float64).ravel()
+    if levels.shape != prob.shape:
+        raise ValueError(f"levels_db {levels.shape} and response_prob {prob.shape} differ in shape")
+    ok = np.isfinite(levels) & np.isfinite(prob)
+    levels, prob = levels[ok], np.clip(prob[ok], 0.0, 1.0)
+    n_levels = int(np.unique(levels).size)
+    if n_levels == 0:
+        return SeriesThreshold(math.nan, math.nan, math.nan, None, "no_data", 0)
+    lowest, highest = float(levels.min()), float(levels.max())
+    step = _level_step_db(levels)
+    tested = np.unique(levels)
+    level_mean = np.array([prob[levels == lv].mean() for lv in tested])
+    if (level_mean < criterion).all():
+        return _no_response(highest, n_levels)
+    if (level_mean >= criterion).all():
+        return _all_respond(lowest, step, n_levels)
+
+    l50, k = _fit_logistic(levels, prob, _interpolated_crossing(tested, level_mean, criterion))
+    threshold = l50 + scipy.special.logit(criterion) / k
+    if threshold > highest:
+        return _no_response(highest, n_levels)
+    if threshold <= lowest:
+        return _all_respond(lowest, step, n_levels)
+    bracket_lo = float(tested[tested < threshold].max())
+    bracket_hi = float(tested[tested >= threshold].min())
+    band_lo = l50 + scipy.special.logit(ambiguity_band[0]) / k
+    band_hi = l50 + scipy.special.logit(ambiguity_band[1]) / k
+    lo = max(min(bracket_lo, band_lo), lowest - step)
+    hi = min(max(bracket_hi, band_hi), highest)
+    return SeriesThreshold(float(threshold), float(lo), float(hi), None, "logistic", n_levels)
+
+
+def _no_response(highest_db: float, n_levels: int) -> SeriesThreshold:
+    return SeriesThreshold(math.inf, highest_db, math.inf, highest_db, "no_response", n_levels)
+
+
+def _all_respond(lowest_db: float, step_db: float, n_levels: int) -> SeriesThreshold:
+    return SeriesThreshold(lowest_db, lowest_db - step_db, lowest_db, None, "all_respond", n_levels)
+
+
+def series_thresholds(records: ABRRecords, response_prob: np.ndarray, *, criterion: float = 0.5
+                      ) -> dict[str, SeriesThreshold]:
+    """:func:`estimate_series_threshold` for every level series (``records.series_key``)."""
+    prob = np.asarray(response_prob, dtype=np.float64)
+    if prob.shape != (len(records),):
+        raise ValueError(f"response_prob must have one value per recording ({len(records)}), got {prob.shape}")
+    keys = records.series_key
+    unique, codes = np.unique(keys, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
+    out = {}
+    for i, key in enumerate(unique):
+        rows = order[bounds[i]:bounds[i + 1]]
+        out[str(key)] = estimate_series_threshold(records.intensity_db[rows], prob[rows], criterion=criterion)
+    return out
+
+
+def true_series_thresholds(records: ABRRecords, *, attainable: bool = False) -> dict[str, float]:
+    """The recorded threshold of each series (``threshold_db`` is per ear: its first row's value).
+
+    ``attainable=True`` raises a threshold below the series' lowest tested level to that level:
+    a series that still responds at its lowest level can only ever say "at or below L", so that
+    is the best any method can report from it (clinics stop at a screening level; in the synthetic
+    cohort about half the normal ears do).
+    """
+    keys = records.series_key
+    unique, codes = np.unique(keys, return_inverse=True)
+    first = np.zeros(len(unique), dtype=int)
+    first[codes[::-1]] = np.arange(len(keys))[::-1]
+    truth = records.threshold_db[first].astype(np.float64)
+    if attainable:
+        lowest = np.full(len(unique), np.inf)
+        np.minimum.at(lowest, codes, records.intensity_db.astype(np.float64))
+        truth = np.where(np.isfinite(truth), np.maximum(truth, lowest), truth)
+    return {str(k): float(v) for k, v in zip(unique, truth)}
+
+
+def aligned_thresholds(estimated: dict[str, float | SeriesThreshold], truth: dict[str, float]
+                       ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(estimated_db, true_db, keys) over the series both know, in sorted key order: ready for
+    :func:`abrflow.evaluation.metrics.threshold_metrics`."""
+    keys = sorted(set(estimated) & set(truth))
+    est = np.array([v.threshold_db if isinstance(v, SeriesThreshold) else float(v)
+                    for v in (estimated[k] for k in keys)], dtype=np.float64)
+    true = np.array([truth[k] for k in keys], dtype=np.float64)
+    return est, true, keys
