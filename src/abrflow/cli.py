@@ -236,7 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Dotlist overrides may stand anywhere among the flags ("a=b --epochs 3 c=d").
+    dotlist = [tok for tok in extra if not tok.startswith("-") and "=" in tok]
+    unknown = [tok for tok in extra if tok not in dotlist]
+    if unknown or (dotlist and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or dotlist)}")
+    if dotlist:
+        args.overrides = [*args.overrides, *dotlist]
     try:
         return int(args.func(args) or 0)
     except AbrflowError as exc:

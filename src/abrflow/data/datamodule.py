@@ -11,7 +11,7 @@ import logging
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from ..errors import DataError
 from .normalization import NormalizationStats
@@ -71,6 +71,24 @@ class TensorDictDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.int64)
         return {k: v[idx] for k, v in self.tensors.items()}
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch): a resumed run sees the same order as an
+    uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = int(n), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 def _identity_collate(batch):
@@ -174,19 +192,17 @@ class ABRDataModule(L.LightningDataModule):
         self._require_setup()
         dl = self.cfg.dataloader
         ds = self._datasets[name]
-        generator = torch.Generator().manual_seed(self.seed)
         sampler = None
-        shuffle = train
         if train and dl.balanced_sampler:
             weights = class_balanced_weights(self.split_records(name).hearing_loss)
             sampler = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(ds), replacement=True,
-                                            generator=generator)
-            shuffle = False
-        return DataLoader(ds, batch_size=dl.batch_size, shuffle=shuffle, sampler=sampler,
+                                            generator=torch.Generator().manual_seed(self.seed))
+        elif train:
+            sampler = EpochShuffleSampler(len(ds), self.seed)
+        return DataLoader(ds, batch_size=dl.batch_size, sampler=sampler,
                           drop_last=train and dl.drop_last and len(ds) > dl.batch_size,
                           num_workers=dl.num_workers, pin_memory=dl.pin_memory,
-                          persistent_workers=dl.num_workers > 0, collate_fn=_identity_collate,
-                          generator=generator if sampler is None else None)
+                          persistent_workers=dl.num_workers > 0, collate_fn=_identity_collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

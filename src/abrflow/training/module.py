@@ -1,0 +1,173 @@
+"""LightningModule: one step trains both the denoiser and the clinical heads.
+
+The batch is doubled: the first half is the recording noised at a random timestep (diffusion
+loss, with its class/threshold as generation conditions), the second half is the clean recording
+at t = 0 with no label conditions (the heads' task losses) — one forward pass for both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torchmetrics import MeanAbsoluteError
+from torchmetrics.classification import BinaryF1Score, MulticlassF1Score
+
+from .. import __version__
+from ..config import config_hash, to_dict
+from ..data.records import CLASS_NAMES, STATIC_FIELDS
+from ..diffusion import ABRDiffusion
+from ..models.unet import build_model
+from .losses import MultiTaskLoss
+from .lr_scheduler import ABRScheduler, build_scheduler
+
+CHECKPOINT_FORMAT = "abrflow.checkpoint/1"
+VALIDATION_SEED = 12345
+
+
+def threshold_condition(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Threshold in dB as the model's condition: a number, +inf for no response, NaN if unknown."""
+    nan = torch.full_like(batch["threshold_db"], float("nan"))
+    inf = torch.full_like(batch["threshold_db"], float("inf"))
+    no_resp = torch.where((batch["no_response_mask"] > 0) & (batch["no_response"] > 0), inf, nan)
+    return torch.where(batch["threshold_mask"] > 0, batch["threshold_db"], no_resp)
+
+
+class ABRLightningModule(L.LightningModule):
+    """Model + diffusion + multi-task loss; checkpoints carry everything inference needs."""
+
+    def __init__(self, cfg, model=None, *, normalization: dict | None = None,
+                 target_stats: dict | None = None, class_counts=None):
+        super().__init__()
+        self.cfg = cfg
+        self.model = model if model is not None else build_model(cfg)
+        self.diffusion = ABRDiffusion.from_config(cfg.diffusion)
+        self.loss_fn = MultiTaskLoss(cfg.loss, class_counts)
+        self.normalization = normalization
+        self.target_stats = {k: tuple(map(float, v)) for k, v in (target_stats or {}).items()}
+        if self.target_stats:
+            self.model.set_target_stats(**self.target_stats)
+        n_classes = cfg.data.n_classes
+        self.val_v_f1 = BinaryF1Score()
+        self.val_latency_mae = MeanAbsoluteError()
+        self.val_macro_f1 = MulticlassF1Score(num_classes=n_classes, average="macro", ignore_index=-1)
+        self.val_threshold_mae = MeanAbsoluteError()
+        self._val_generator: torch.Generator | None = None
+        # --overfit_batch: the same noise and timesteps every step, and the loss of each step kept.
+        self.fixed_train_noise_seed: int | None = None
+        self.recorded_train_losses: list[float] = []
+
+    # ------------------------------------------------------------------ one step
+    def _noise(self, x0: torch.Tensor, generator: torch.Generator | None):
+        batch = x0.shape[0]
+        t = self.diffusion.sample_timesteps(batch, generator=generator, device=x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return t, noise
+
+    def shared_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+        x0 = batch["signal"]
+        b = x0.shape[0]
+        t, noise = self._noise(x0, generator)
+        x_t = self.diffusion.add_noise(x0, noise, t)
+        null_class = torch.full_like(batch["hearing_loss"], -1)
+        null_thr = torch.full_like(batch["threshold_db"], float("nan"))
+        out = self.model(
+            torch.cat([x_t, x0]), torch.cat([t, torch.zeros_like(t)]), torch.cat([batch["static"]] * 2),
+            hearing_loss=torch.cat([batch["hearing_loss"], null_class]),
+            threshold_db=torch.cat([threshold_condition(batch), null_thr]))
+        heads = out.heads[b:]
+        terms = self.loss_fn.task_terms(heads, batch, self.model.heads.normalise)
+        terms["diffusion"] = self.loss_fn.diffusion_term(
+            out.sample[:b], self.diffusion.target(x0, noise, t), self.diffusion.loss_weight(t))
+        return self.loss_fn.combine(terms), terms, heads
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Randomness of a step (noise, timesteps, dropout, condition masking) depends only on
+        # (seed, step, rank): a resumed run continues exactly as an uninterrupted one would.
+        seed = int(self.cfg.project.seed)
+        torch.manual_seed((seed * 1_000_003 + self.global_step * 7919 + self.global_rank) % (2**63 - 1))
+
+    def training_step(self, batch, batch_idx):
+        generator = None
+        if self.fixed_train_noise_seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(self.fixed_train_noise_seed)
+        loss, terms, _ = self.shared_step(batch, generator)
+        if self.fixed_train_noise_seed is not None:
+            self.recorded_train_losses.append(float(loss.detach()))
+        b = batch["signal"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=b)
+        return loss
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        # Same noise and timesteps every validation: epochs are compared on equal terms.
+        self._val_generator = torch.Generator(device=self.device).manual_seed(VALIDATION_SEED)
+
+    def validation_step(self, batch, batch_idx):
+        loss, terms, heads = self.shared_step(batch, self._val_generator)
+        b = batch["signal"].shape[0]
+        self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
+        for name, value in terms.items():
+            self.log(f"val/{name}", value, batch_size=b, sync_dist=True)
+        self.val_v_f1.update(torch.sigmoid(heads.v_present_logit), batch["v_present"].long())
+        marked = batch["v_latency_mask"] > 0
+        if marked.any():
+            self.val_latency_mae.update(heads.v_latency_ms[marked], batch["v_latency_ms"][marked])
+        self.val_macro_f1.update(heads.hearing_loss_logits, batch["hearing_loss"])
+        known = batch["threshold_mask"] > 0
+        if known.any():
+            self.val_threshold_mae.update(heads.threshold_db[known], batch["threshold_db"][known])
+
+    def on_validation_epoch_end(self) -> None:
+        for name, metric in (("val/v_f1", self.val_v_f1), ("val/latency_mae_ms", self.val_latency_mae),
+                             ("val/macro_f1", self.val_macro_f1), ("val/threshold_mae_db", self.val_threshold_mae)):
+            if metric.update_count:
+                self.log(name, metric.compute(), sync_dist=True)
+            metric.reset()
+        monitored = self.trainer.callback_metrics.get(self.cfg.training.early_stopping.monitor)
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, ABRScheduler) and monitored is not None:
+                config.scheduler.report(float(monitored))
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        opt_cfg = self.cfg.training.optimizer
+        params = [p for p in self.parameters() if p.requires_grad]
+        if opt_cfg.type == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=opt_cfg.learning_rate, weight_decay=opt_cfg.weight_decay,
+                                          betas=tuple(opt_cfg.betas))
+        elif opt_cfg.type == "adam":
+            optimizer = torch.optim.Adam(params, lr=opt_cfg.learning_rate, weight_decay=opt_cfg.weight_decay,
+                                         betas=tuple(opt_cfg.betas))
+        else:
+            optimizer = torch.optim.SGD(params, lr=opt_cfg.learning_rate, weight_decay=opt_cfg.weight_decay,
+                                        momentum=opt_cfg.betas[0], nesterov=True)
+        epochs = max(1, int(self.trainer.max_epochs or self.cfg.training.epochs))
+        total = self.trainer.estimated_stepping_batches
+        steps_per_epoch = max(1, math.ceil(total / epochs)) if math.isfinite(total) else 1
+        sched = build_scheduler(optimizer, self.cfg.training.scheduler, steps_per_epoch=steps_per_epoch,
+                                epochs=epochs, learning_rate=opt_cfg.learning_rate,
+                                monitor=self.cfg.training.early_stopping.monitor)
+        return {"optimizer": optimizer, "lr_scheduler": sched}
+
+    # ------------------------------------------------------------------ checkpoint
+    def abrflow_metadata(self) -> dict:
+        """Everything ABRInference needs besides the weights, as plain (weights_only-safe) types."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "package_version": __version__,
+            "config": to_dict(self.cfg),
+            "config_hash": config_hash(self.cfg),
+            "normalization": self.normalization,
+            "target_stats": {k: list(v) for k, v in self.target_stats.items()},
+            "class_names": list(CLASS_NAMES),
+            "static_fields": list(STATIC_FIELDS),
+            "time_base": {"signal_length": int(self.cfg.data.signal_length),
+                          "sampling_rate_hz": float(self.cfg.data.sampling_rate_hz)},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["abrflow"] = self.abrflow_metadata()
