@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 # A CPU build of torch; GPU users install their own torch into .venv first and run `make venv TORCH_SPEC=`.
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.abrflow-installed
-PYTEST_ARGS ?=
+# Two workers, one file per worker at a time (module fixtures such as a trained checkpoint are built once).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: venv test demo lint bench clean
 
