@@ -81,3 +81,19 @@ def test_layer_shapes_gradients_and_any_length():
     y.square().mean().backward()
     for name, p in layer.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_kernel_is_reused_without_autograd_and_never_stale():
+    torch.manual_seed(0)
+    kernel = S4DKernel(channels=4, d_state=8, n_directions=2)
+    with torch.no_grad():
+        first = kernel(50)
+        assert kernel(50) is first  # sampling: computed once
+        assert kernel(60).shape[-1] == 60
+        kernel.log_dt.add_(0.5)  # an optimiser step or a loaded state dict
+        torch.testing.assert_close(kernel(50), kernel._kernel(50))
+        assert not torch.allclose(kernel(50), first)
+    with torch.inference_mode():
+        torch.testing.assert_close(kernel(50), kernel._kernel(50))
+    trained = kernel(50)  # autograd on: always recomputed, differentiable
+    assert trained.requires_grad and trained is not kernel(50)

@@ -56,6 +56,7 @@ class S4DKernel(nn.Module):
         # C ~ CN(0, 1) per mode, scaled so the kernel's energy does not grow with d_state.
         c = torch.randn(n_directions, channels, n_modes, dtype=torch.cfloat) * math.sqrt(0.5)
         self.c = nn.Parameter(torch.view_as_real(c).clone())
+        self._cache: tuple | None = None
 
     def continuous(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(Δ [H], A [H,N], B [H,N], C [D,H,N]) as complex tensors: the model before discretisation."""
@@ -64,6 +65,17 @@ class S4DKernel(nn.Module):
         return dt, a, torch.view_as_complex(self.b), torch.view_as_complex(self.c)
 
     def forward(self, length: int) -> Tensor:
+        if torch.is_grad_enabled():
+            return self._kernel(length)
+        # Without autograd (sampling calls the network hundreds of times with the same weights) the
+        # kernel is reused. The key sees in-place updates (version counters) and swapped or moved
+        # storage (data pointers), so a stale kernel is never used.
+        key = (length, *((p.data_ptr(), p._version) for p in self.parameters()))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._kernel(length))
+        return self._cache[1]
+
+    def _kernel(self, length: int) -> Tensor:
         dt, a, b, c = self.continuous()
         dt_a = a * dt[:, None]  # [H, N]
         cb = c * (b * (dt_a.exp() - 1.0) / a)  # C·B̄  [D, H, N]

@@ -27,6 +27,7 @@ from ..config import config_hash, to_yaml
 from ..data.datamodule import ABRDataModule
 from ..errors import AbrflowError
 from ..io import atomic_write_text
+from .calibration import CalibrationCallback
 from .module import ABRLightningModule
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ class ABRTrainer:
                                            patience=t.early_stopping.patience, min_delta=t.early_stopping.min_delta))
         if t.ema.enabled and not self.overfit_batches:
             callbacks.append(EMAWeightAveraging(decay=t.ema.decay))
+        callbacks.append(CalibrationCallback())
         return callbacks + self.extra_callbacks
 
     def build_trainer(self) -> L.Trainer:

@@ -1,0 +1,104 @@
+"""One small trained, calibrated checkpoint shared by the inference, export and inference-CLI tests.
+
+Import the ``trained`` fixture into a test module (``from .fixtures_checkpoint import trained``).
+Pytest registers an imported fixture once per importing module, so the training itself is cached
+here: it runs once per test session (per xdist worker).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from abrflow.data.records import ABRRecords
+
+from .conftest import REPO
+
+TINY = REPO / "tests" / "data" / "tiny.yaml"
+#: Enough patients that val and test hold ~2,000 recordings each from ~90 patients (coverage test),
+#: few enough steps that training takes seconds. EMA decay 0.9: a short run's EMA must move off
+#: the initial weights.
+OVERRIDES = (
+    "data.synthetic.n_patients=600", "data.dataloader.batch_size=32", "training.epochs=2",
+    "training.limit_train_batches=20", "training.limit_val_batches=4", "training.ema.decay=0.9",
+    "training.optimizer.learning_rate=0.002", "training.scheduler.type=constant",
+    "training.scheduler.warmup_epochs=0", "logging.use_tensorboard=false", "logging.log_level=WARNING",
+)
+
+
+@dataclass(frozen=True)
+class Trained:
+    best: Path
+    latest: Path
+    root: Path
+    val: ABRRecords
+    test: ABRRecords
+
+
+_CACHE: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Torch on one thread in the importing module: on a shared 2-core machine, OpenMP threads that
+    busy-wait for a core another process holds make tiny-model steps 20–100× slower; on an idle
+    machine one thread is as fast for these batch sizes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(root: Path) -> Trained:
+    from abrflow.config import load_config
+    from abrflow.training.trainer import ABRTrainer
+
+    cfg = load_config(TINY, [*OVERRIDES, f"project.output_root={root}"])
+    trainer = ABRTrainer(cfg, experiment="inference")
+    threads = torch.get_num_threads()  # one thread, see one_thread
+    torch.set_num_threads(1)
+    try:
+        result = trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    dm = trainer.datamodule
+    return Trained(best=Path(result["best_model"]), latest=Path(result["latest_model"]), root=root,
+                   val=dm.split_records("val"), test=dm.split_records("test"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Trained:
+    if "trained" not in _CACHE:
+        _CACHE["trained"] = _train(tmp_path_factory.mktemp("trained_checkpoint"))
+    return _CACHE["trained"]
+
+
+@dataclass(frozen=True)
+class Exported:
+    folder: Path
+    stdout: str
+    exit_code: int
+
+
+def _export(folder: Path, checkpoint: Path) -> Exported:
+    """``abrflow export --int8`` through the CLI: the export tests and the CLI test share one run."""
+    import contextlib
+    import io
+
+    from abrflow.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["export", "--checkpoint", str(checkpoint), "--output_dir", str(folder), "--int8"])
+    return Exported(folder=folder, stdout=buffer.getvalue(), exit_code=code)
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory) -> Exported:
+    pytest.importorskip("onnxruntime")
+    if "exported" not in _CACHE:
+        _CACHE["exported"] = _export(tmp_path_factory.mktemp("onnx"), trained.best)
+    return _CACHE["exported"]
