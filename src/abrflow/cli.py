@@ -205,6 +205,368 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="config dotlist overrides, e.g. training.scheduler.type=abr")
 
 
+# --------------------------------------------------------------------------- evaluate
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation.report import RECONSTRUCTION_MAX, default_output_dir, evaluate_checkpoint, format_report
+
+    _configure_logging("WARNING")
+    out_dir = Path(args.output_dir) if args.output_dir else default_output_dir(args.checkpoint)
+    recon = RECONSTRUCTION_MAX if args.reconstruction_samples is None else args.reconstruction_samples
+    result = evaluate_checkpoint(
+        args.checkpoint, config=args.config, overrides=args.overrides, split=args.split, data=args.data,
+        generate_samples=args.generate_samples, sampler=args.sampler, steps=args.steps, bootstrap=args.bootstrap,
+        batch_size=args.batch_size, device=args.device, output_dir=out_dir, seed=args.seed,
+        reconstruction_samples=recon)
+    print(format_report(result), end="")
+    print(f"metrics:           {result['files']['metrics']}")
+    print(f"report:            {result['files']['report']}")
+    return 0
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    """evaluate.py's flags (the seed document's, plus split, data, sampler and bootstrap)."""
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint (best_model.pt)")
+    p.add_argument("--config", help="YAML whose data section replaces the checkpoint's (model stays the checkpoint's)")
+    p.add_argument("--output_dir", help="default: outputs/<experiment or checkpoint stem>/evaluation")
+    p.add_argument("--generate_samples", type=int, default=0, metavar="N",
+                   help="generate N waveforms and score their distribution against real twins (default 0)")
+    p.add_argument("--split", choices=["test", "val", "all"], help="split of the checkpoint's data (default test)")
+    p.add_argument("--data", help="evaluate this records file whole (any format load_records reads)")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="sampler (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="patient-bootstrap resamples (default 1000)")
+    p.add_argument("--batch_size", type=int, default=256, help="recordings per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0, help="seed of reconstruction noise, generation and bootstrap")
+    p.add_argument("--reconstruction_samples", type=int, metavar="N",
+                   help="recordings noised and reconstructed at each diffusion time (default 512)")
+    p.add_argument("overrides", nargs="*", help="data.* dotlist overrides, e.g. data.synthetic.n_patients=300")
+
+
+# --------------------------------------------------------------------------- infer
+
+
+def _jsonable(obj):
+    """Plain JSON types: NumPy → Python, NaN → null, ±inf → "inf"/"-inf" (strict JSON has neither)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def _write_json(path, obj) -> str:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    return str(path)
+
+
+def _write_npz(path, arrays: dict) -> str:
+    import numpy as np
+
+    from .io import atomic_open
+
+    clean = {}
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        clean[key] = arr.astype(str) if arr.dtype == object else arr
+    with atomic_open(path, "wb") as fh:
+        np.savez_compressed(fh, **clean)
+    return str(path)
+
+
+def _num(value, fmt: str = ".1f", unit: str = "") -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    if isinstance(value, float) and math.isinf(value):
+        return "none" if value > 0 else "-inf"
+    return f"{value:{fmt}}{unit}"
+
+
+def _interval(d: dict, lo: str, hi: str, fmt: str) -> str:
+    return f" [{_num(d[lo], fmt)}, {_num(d[hi], fmt)}]" if lo in d else ""
+
+
+def format_prediction(result: dict) -> str:
+    """One predict_single-structured result as a clinician reads it."""
+    c, thr, v, w = result["classification"], result["threshold"], result["peaks"]["V"], result["waveform"]
+    inputs = ", ".join(f"{k} {_num(val, 'g')}" for k, val in result["inputs"].items())
+    level = f"{result['confidence']['level']:.0%} " if "confidence" in result else ""
+    lines = [f"inputs:            {inputs}"]
+    cls = f"hearing loss:      {c['predicted_category']} (p = {c['probabilities'][c['predicted_category']]:.2f})"
+    if "prediction_set" in c:
+        cls += f"; {level}set {{{', '.join(c['prediction_set'])}}}"
+    lines.append(cls)
+    lines.append(f"threshold:         {_num(thr['value'])} dB nHL{_interval(thr, 'lo', 'hi', '.1f')}; "
+                 f"no response p = {thr['no_response_probability']:.2f}")
+    lines.append(f"wave V:            present p = {v['present_probability']:.2f}; latency "
+                 f"{_num(v['latency_ms'], '.2f')} ms{_interval(v, 'latency_ms_lo', 'latency_ms_hi', '.2f')}; "
+                 f"amplitude {_num(v['amplitude_uv'], '.3f')} µV{_interval(v, 'amplitude_uv_lo', 'amplitude_uv_hi', '.3f')}")
+    if w["source"] == "generated":
+        lines.append(f"waveform:          generated ({w['sampler']}, {w['steps']} steps, seed {w['seed']}), "
+                     f"analysed by the heads")
+    else:
+        lines.append("waveform:          measured")
+    if level:
+        lines.append(f"intervals:         {level}split-conformal (calibrated on the validation split)")
+    return "\n".join(lines)
+
+
+def _format_batch(rows: list[dict], limit: int = 20) -> str:
+    from collections import Counter
+
+    lines = [f"{'row':>4}  {'id':12} {'category':14} {'p':>5} {'threshold dB':>12} {'V p':>5} {'V lat ms':>8}"]
+    for i, r in enumerate(rows[:limit]):
+        ident = r.get("id") or (f"{r['patient_id']}/{r['ear']}" if "patient_id" in r else "")
+        c = r["classification"]
+        lines.append(f"{i:>4}  {ident[:12]:12} {c['predicted_category']:14} "
+                     f"{c['probabilities'][c['predicted_category']]:5.2f} {_num(r['threshold']['value']):>12} "
+                     f"{r['peaks']['V']['present_probability']:5.2f} {_num(r['peaks']['V']['latency_ms'], '.2f'):>8}")
+    if len(rows) > limit:
+        lines.append(f"… {len(rows) - limit} more rows in the output file")
+    counts = Counter(r["classification"]["predicted_category"] for r in rows)
+    lines.append("predicted:         " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
+    return "\n".join(lines)
+
+
+def format_series(results: dict) -> str:
+    """Per subject/ear: threshold with interval, then the wave V latency–intensity function."""
+    lines = []
+    for r in results.values():
+        ear = f"{r['patient_id']} ear {r['ear']}" + (f" session {r['session_id']}" if r["session_id"] else "")
+        if r["method"] == "no_response":
+            thr = f"no response up to {_num(r['no_response_up_to_db'], 'g')} dB nHL"
+        elif r["method"] == "all_respond":
+            thr = f"≤ {_num(r['threshold_db'], 'g')} dB nHL (responds at every tested level)"
+        else:
+            thr = f"{_num(r['threshold_db'])} dB nHL [{_num(r['lo_db'])}, {_num(r['hi_db'])}]"
+        lines.append(f"{ear}: threshold {thr} ({r['method']}, {r['n_levels']} levels)")
+        li = r["latency_intensity"]
+        points = [f"{lv:g} dB {_num(lat, '.2f')} ms" if lat == lat else f"{lv:g} dB –"
+                  for lv, lat in zip(li["intensity_db"], li["v_latency_ms"])]
+        slope = li["slope_ms_per_db"]
+        lines.append("  wave V latency:  " + " | ".join(points)
+                     + (f"   slope {slope:+.3f} ms/dB" if slope == slope else ""))
+    return "\n".join(lines)
+
+
+def _series_arrays(results: dict) -> dict:
+    import numpy as np
+
+    keys = list(results)
+    out = {"series_key": np.array(keys, dtype=str)}
+    for name in ("patient_id", "ear", "session_id", "method"):
+        out[name] = np.array([results[k][name] for k in keys], dtype=str)
+    for name in ("threshold_db", "lo_db", "hi_db"):
+        out[name] = np.array([results[k][name] for k in keys], np.float64)
+    out["no_response_up_to_db"] = np.array([np.nan if results[k]["no_response_up_to_db"] is None
+                                            else results[k]["no_response_up_to_db"] for k in keys], np.float64)
+    out["n_levels"] = np.array([results[k]["n_levels"] for k in keys], np.int64)
+    li = [(k, lv, lat, p) for k in keys for lv, lat, p in zip(*(results[k]["latency_intensity"][f] for f in
+                                                                 ("intensity_db", "v_latency_ms", "v_present_prob")))]
+    out["li_series_key"] = np.array([x[0] for x in li], dtype=str)
+    out["li_intensity_db"] = np.array([x[1] for x in li], np.float64)
+    out["li_v_latency_ms"] = np.array([x[2] for x in li], np.float64)
+    out["li_v_present_prob"] = np.array([x[3] for x in li], np.float64)
+    return out
+
+
+def _load_recordings(inference, paths):
+    from .data.readers import load_records
+    from .data.records import ABRRecords
+
+    table = {"polarity": inference.cfg.data.table.polarity,
+             "max_sweeps_rejected": inference.cfg.data.table.max_sweeps_rejected}
+    parts = [load_records(p, table_options=table, signal_length=inference.signal_length,
+                          sampling_rate_hz=inference.sampling_rate_hz) for p in paths]
+    return parts[0] if len(parts) == 1 else ABRRecords.concatenate([p.replace(extra={}) for p in parts])
+
+
+def _generate(inference, args, out_dir) -> int:
+    import numpy as np
+
+    from .data.records import ABRRecords, empty_rows
+
+    conditions = {k: v for k, v in (("age_years", args.age), ("intensity_db", args.intensity),
+                                    ("stimulus_rate_hz", args.rate), ("fmp", args.fmp),
+                                    ("hearing_loss", args.hearing_loss), ("threshold_db", args.threshold))
+                  if v is not None}
+    waveforms, used = inference.generate(args.generate, conditions, sampler=args.sampler, steps=args.steps,
+                                         guidance=args.guidance, seed=args.seed)
+    n = len(waveforms)
+    rows = empty_rows(n)
+    rows["patient_id"] = np.array([f"generated-{i}" for i in range(n)])
+    for name in ("age_years", "intensity_db", "stimulus_rate_hz", "fmp", "hearing_loss", "threshold_db"):
+        rows[name] = used[name]
+    records = ABRRecords(signal=waveforms, sampling_rate_hz=inference.sampling_rate_hz,
+                         signal_unit=inference.signal_unit, source=f"abrflow generate ({inference.checkpoint_path})",
+                         extra={"seed": used["seed"]}, **rows).validate()
+    path = records.save(out_dir / "generated.npz")
+    p2p = waveforms.max(axis=1) - waveforms.min(axis=1)
+    sampler = args.sampler if args.sampler is not None else inference.cfg.diffusion.sampler
+    steps = args.steps if args.steps is not None else inference.cfg.diffusion.sampling_steps
+    guidance = args.guidance if args.guidance is not None else inference.cfg.diffusion.guidance_scale
+    summary = {"n": n, "checkpoint": str(inference.checkpoint_path), "sampler": sampler, "steps": steps,
+               "guidance": guidance, "first_seed": int(used["seed"][0]), "signal_unit": inference.signal_unit,
+               "conditions": {k: (np.unique(v).tolist() if v.dtype.kind in "iu" else  # float32: 7 digits
+                                  [float(f"{np.nanmin(v):.7g}"), float(f"{np.nanmax(v):.7g}")]
+                                  if np.isfinite(v).any() else "unknown")
+                              for k, v in used.items() if k != "seed"},
+               "peak_to_peak": {"median": float(np.median(p2p)), "p5": float(np.percentile(p2p, 5)),
+                                "p95": float(np.percentile(p2p, 95))},
+               "output": str(path)}
+    _write_json(out_dir / "generated_summary.json", summary)
+    unit = "µV" if inference.signal_unit == "uV" else "z"
+    print(f"generated {n} waveforms ({sampler}, {steps} steps, guidance {guidance:g}, seeds from "
+          f"{summary['first_seed']})")
+    for key, value in summary["conditions"].items():
+        print(f"  {key:18s} {value}")
+    print(f"  peak-to-peak      median {summary['peak_to_peak']['median']:.3f} {unit} "
+          f"(5–95%: {summary['peak_to_peak']['p5']:.3f}–{summary['peak_to_peak']['p95']:.3f})")
+    print(f"waveforms:         {path}")
+    print(f"summary:           {out_dir / 'generated_summary.json'}")
+    return 0
+
+
+def _cmd_infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .inference.inputs import is_static_input_file, read_static_inputs
+    from .inference.predictor import ABRInference
+
+    single = any(v is not None for v in (args.age, args.intensity, args.rate, args.fmp))
+    if args.input_file is None and args.generate is None and not args.series and not single:
+        raise AbrflowError("nothing to do: give --age/--intensity/--rate/--fmp (single patient), --input_file, "
+                           "--generate N or --series PATH")
+    if single and (args.input_file is not None or args.series):
+        raise AbrflowError("--age/--intensity/--rate/--fmp describe one patient; they cannot be combined with "
+                           "--input_file or --series (with --generate they set the generation conditions)")
+    if (args.hearing_loss is not None or args.threshold is not None or args.guidance is not None) \
+            and args.generate is None:
+        raise AbrflowError("--hearing_loss, --threshold and --guidance are generation conditions: use them with "
+                           "--generate N")
+    measured = args.series or (args.input_file is not None and not is_static_input_file(args.input_file))
+    if measured and any(v is not None for v in (args.seed, args.sampler, args.steps)):
+        raise AbrflowError("--seed, --sampler and --steps control generation; recordings are analysed as measured")
+    if args.generate is not None and (args.confidence or args.output_format == "json"):
+        raise AbrflowError("--generate writes waveforms as .npz records with a JSON summary; --confidence and "
+                           "--output_format apply to predictions")
+    if args.batch_size < 1:
+        raise AbrflowError(f"--batch_size must be ≥ 1, got {args.batch_size}")
+    inference = ABRInference(args.checkpoint, device=args.device, batch_size=args.batch_size,
+                             confidence_level=args.confidence_level)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fmt = args.output_format or "json"
+    if args.generate is not None:
+        return _generate(inference, args, out_dir)
+    if args.series:
+        results = inference.estimate_threshold(_load_recordings(inference, args.series))
+        print(format_series(results))
+        path = (_write_json(out_dir / "thresholds.json", results) if fmt == "json"
+                else _write_npz(out_dir / "thresholds.npz", _series_arrays(results)))
+        print(f"results:           {path}")
+        return 0
+    kwargs = {"seed": args.seed, "sampler": args.sampler, "steps": args.steps}
+    if single:
+        arrays = inference.predict_arrays([[args.age, args.intensity, args.rate, args.fmp]], args.confidence,
+                                          **kwargs)
+    elif is_static_input_file(args.input_file):
+        static = read_static_inputs(args.input_file)
+        arrays = inference.predict_arrays(static.values, args.confidence, **kwargs)
+        if static.ids is not None:
+            import numpy as np
+
+            arrays["id"] = np.array(static.ids, dtype=str)
+    else:
+        arrays = inference.predict_arrays(_load_recordings(inference, [args.input_file]), args.confidence)
+    rows = inference.to_rows(arrays)
+    print(format_prediction(rows[0]) if single else _format_batch(rows))
+    name = "prediction" if single else "predictions"
+    if fmt == "json":
+        path = _write_json(out_dir / f"{name}.json", rows[0] if single else rows)
+    else:
+        path = _write_npz(out_dir / f"{name}.npz", {**arrays, "time_ms": inference.time_ms,
+                                                     "class_names": list(inference.class_names)})
+    print(f"results:           {path}")
+    return 0
+
+
+def add_infer_arguments(p: argparse.ArgumentParser) -> None:
+    """inference.py's flags (the seed document's, plus series, generation conditions and output)."""
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint (best_model.pt)")
+    p.add_argument("--age", type=float, help="age in years (single patient, or a generation condition)")
+    p.add_argument("--intensity", type=float, help="stimulus intensity in dB nHL")
+    p.add_argument("--rate", type=float, help="stimulus rate in stimuli/s")
+    p.add_argument("--fmp", type=float, help="Fmp quality figure")
+    p.add_argument("--confidence", action="store_true", help="add calibrated intervals and the class prediction set")
+    p.add_argument("--confidence_level", type=float, help="nominal interval coverage (default: the calibration's, 0.9)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--input_file", help="static inputs (.json/.csv/.npz: age, intensity, rate, fmp) or "
+                                           "recordings in any format load_records reads")
+    mode.add_argument("--generate", type=int, metavar="N",
+                      help="generate N waveforms; conditions not given by --age/--intensity/--rate/--fmp/"
+                           "--hearing_loss/--threshold default to an infant (0.5 y) with normal hearing at 60 dB nHL, "
+                           "33.1/s, Fmp and threshold unknown")
+    mode.add_argument("--series", nargs="+", metavar="PATH",
+                      help="recordings of level series: per-ear threshold and wave V latency–intensity function")
+    p.add_argument("--hearing_loss", help="generation condition: class (NORMAL, SNİK/SENSORINEURAL, … or 0–4; "
+                                          "-1 = unconditional)")
+    p.add_argument("--threshold", type=float, help="generation condition: threshold dB nHL (inf = no response)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale for --generate")
+    p.add_argument("--output_format", choices=["json", "npz"], help="results file format (default json)")
+    p.add_argument("--output_dir", default="outputs/inference", help="where results are written")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="sampler (default: the checkpoint's)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, help="seed of the generated waveforms (row i uses seed + i)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch_size", type=int, default=256, help="recordings per forward pass")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .inference.export import TOLERANCE, export_onnx
+
+    report = export_onnx(args.checkpoint, args.output_dir, int8=args.int8, time_it=not args.no_timing)
+    heads, den = report["heads"], report["denoiser"]
+    print(f"analysis graph:    {heads['path']}")
+    print(f"  max |ONNX − eager| {heads['max_abs_diff_all']:.2e} over {report['n_check_rows']} recordings "
+          f"({heads['nan_static_rows']} with unknown static inputs; tolerance {TOLERANCE:g})")
+    print(f"denoiser graph:    {den['path']}")
+    print(f"  max |ONNX − eager| {den['max_abs_diff']:.2e}")
+    if "int8" in report:
+        q = report["int8"]
+        worst = max(q["max_abs_diff_vs_fp32"].items(), key=lambda kv: kv[1])
+        print(f"int8 graph:        {q['path']} ({q['size_bytes']['int8'] / 1e6:.2f} MB vs "
+              f"{q['size_bytes']['fp32'] / 1e6:.2f} MB)")
+        print(f"  vs fp32: largest max |diff| {worst[1]:.3g} ({worst[0]}); class calls agree "
+              f"{q['class_agreement']:.1%}, wave V calls agree {q['v_present_agreement']:.1%}")
+    if "latency_ms_p50_batch1" in report:
+        print("latency p50, one recording: " + ", ".join(f"{k} {v:.2f} ms"
+                                                         for k, v in report["latency_ms_p50_batch1"].items()))
+    print(f"manifest:          {report['manifest']}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -231,6 +593,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_train = sub.add_parser("train", help="train the model (same flags as train.py)")
     add_train_arguments(p_train)
     p_train.set_defaults(func=_cmd_train)
+
+    p_eval = sub.add_parser("evaluate", help="evaluate a checkpoint: metrics.json, report.txt, figures "
+                                             "(same flags as evaluate.py)")
+    add_evaluate_arguments(p_eval)
+    p_eval.set_defaults(func=_cmd_evaluate)
+
+    p_infer = sub.add_parser("infer", help="predict, analyse recordings, estimate thresholds, generate "
+                                           "(same flags as inference.py)")
+    add_infer_arguments(p_infer)
+    p_infer.set_defaults(func=_cmd_infer)
+
+    p_export = sub.add_parser("export", help="export the model to ONNX (+ int8) and check it against eager")
+    p_export.add_argument("--checkpoint", required=True, help="trained checkpoint")
+    p_export.add_argument("--output_dir", required=True, help="folder for model.onnx, denoiser.onnx, export.json")
+    p_export.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic quantisation)")
+    p_export.add_argument("--no_timing", action="store_true", help="skip the latency measurement")
+    p_export.set_defaults(func=_cmd_export)
     return parser
 
 
