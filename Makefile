@@ -23,7 +23,7 @@ test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/abrflow simulate --patients 2038 --seed 42
+	$(BIN)/python run_training_demo.py
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
