@@ -310,7 +310,8 @@ def evaluate_generation(inference, records: ABRRecords, n_samples: int, *, encod
         },
         "frechet": {
             "distance": frechet_distance(feat_real, feat_gen),
-            "real_vs_real": frechet_distance(feat_real, feat_ref),
+            "real_vs_real": frechet_distance(feat_real[floor_a], feat_ref[floor_b]),
+            "n_real_vs_real": int(len(floor_a)),
             "unit": f"{unit}^2 in encoder space",
             **encoder.describe(),
         },

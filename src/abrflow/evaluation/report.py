@@ -489,6 +489,8 @@ def format_report(result: Mapping) -> str:
         lines.append(label)
         for method, entry in methods.items():
             lines.append(f"  {method:42s}{_num(entry['value'], digits):>9s}  {_ci_text(entry, digits)}")
+    lines.append("(patients are resampled; a resample without a rare class drops it from the macro averages, so "
+                 "their intervals lean upward)")
     lines += _detail_lines(result)
     return "\n".join(lines) + "\n"
 
