@@ -120,3 +120,46 @@ def test_export_without_onnxruntime_is_a_clear_error(inference, tmp_path, monkey
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(AbrflowError, match=r"pip install 'abrflow\[onnx\]'"):
         export_onnx(inference, tmp_path)
+
+
+def test_onnx_backend_analyses_like_eager(exported, inference, trained):  # noqa: F811
+    from abrflow.data.synthetic import simulate_cohort
+
+    rec = simulate_cohort(n_patients=3, seed=11)
+    onnx = ABRInference(trained.best, device="cpu", backend="onnx", onnx_model=exported.folder / "model.onnx")
+    assert onnx.backend == "onnx"
+    a, b = inference.analyse_records(rec), onnx.analyse_records(rec)
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_allclose(b[key], a[key], atol=1e-3, rtol=1e-4, err_msg=key)
+    one = onnx.analyse(rec.signal[0], age=None, intensity=float(rec.intensity_db[0]))
+    assert one["peaks"]["V"]["present_probability"] == pytest.approx(
+        inference.analyse(rec.signal[0], age=None, intensity=float(rec.intensity_db[0]))["peaks"]["V"][
+            "present_probability"], abs=1e-5)
+    thr = onnx.estimate_threshold(rec)
+    assert thr.keys() == inference.estimate_threshold(rec).keys()
+    int8 = ABRInference(trained.best, device="cpu", backend="onnx", onnx_model=exported.folder / "model.int8.onnx")
+    assert np.mean(int8.analyse_records(rec)["hearing_loss"] == a["hearing_loss"]) >= 0.9
+
+
+def test_onnx_backend_exports_on_the_fly_when_no_model_is_given(trained):  # noqa: F811
+    onnx = ABRInference(trained.best, device="cpu", backend="onnx")
+    assert onnx._onnx.path.name == "model.onnx" and onnx._onnx.path.is_file()
+
+
+def test_onnx_backend_refuses_a_graph_from_another_checkpoint(exported, trained, tmp_path):  # noqa: F811
+    import shutil
+
+    import torch
+
+    other = tmp_path / "other.pt"  # the same weights re-saved: another file, so another fingerprint
+    torch.save(torch.load(trained.best, weights_only=True), other)
+    with pytest.raises(AbrflowError, match="exported from another checkpoint"):
+        ABRInference(other, device="cpu", backend="onnx", onnx_model=exported.folder / "model.onnx")
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    shutil.copy(exported.folder / "model.onnx", lonely / "model.onnx")
+    with pytest.raises(AbrflowError, match="export.json"):
+        ABRInference(trained.best, device="cpu", backend="onnx", onnx_model=lonely / "model.onnx")
+    with pytest.raises(AbrflowError, match="backend must be one of"):
+        ABRInference(trained.best, device="cpu", backend="tensorrt")

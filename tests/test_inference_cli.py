@@ -111,12 +111,67 @@ def test_series_prints_thresholds_and_latency_intensity(trained, tmp_path, input
     assert infer(trained.best, tmp_path, "--series", str(inputs / "recordings.npz")) == 0
     out = capsys.readouterr().out
     rec = ABRRecords.load(inputs / "recordings.npz")
-    assert out.count("threshold") >= len(np.unique(rec.series_key)) and "wave V latency:" in out
+    assert out.count("model threshold") == len(np.unique(rec.series_key)) and "wave V ms (dB nHL: model/picker)" in out
+    assert out.count("classical:       crosscov") == len(np.unique(rec.series_key))
     results = json.loads((tmp_path / "thresholds.json").read_text())
     assert set(results) == set(np.unique(rec.series_key).astype(str))
     assert infer(trained.best, tmp_path, "--series", str(inputs / "recordings.npz"), "--output_format", "npz") == 0
     with np.load(tmp_path / "thresholds.npz", allow_pickle=False) as z:
         assert len(z["threshold_db"]) == len(results) and len(z["li_intensity_db"]) >= len(results)
+        assert len(z["baseline_crosscov_db"]) == len(results) and len(z["li_picker_v_latency_ms"]) == len(
+            z["li_intensity_db"])
+
+
+def test_threshold_command_on_real_smartep_and_earndb_with_csv(trained, tmp_path, capsys):  # noqa: F811
+    import pandas as pd
+
+    from .conftest import REAL
+
+    smartep, earndb = REAL / "ihs-smartep-human" / "P6", REAL / "earndb"
+    with pytest.warns(UserWarning, match="no header"):  # EARNDB's header-less half is named, not dropped
+        assert main(["threshold", str(smartep), str(earndb), "--checkpoint", str(trained.best), "--device", "cpu",
+                     "--output_dir", str(tmp_path / "both")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("model threshold") == 17 and "dB peSPL" in out  # 1 SmartEP ear + 16 EARNDB series
+    both = json.loads((tmp_path / "both" / "thresholds.json").read_text())
+    assert {r["level_unit"] for r in both.values()} == {"dB nHL", "dB peSPL"}
+    assert main(["threshold", str(smartep), "--checkpoint", str(trained.best), "--device", "cpu",
+                 "--output_dir", str(tmp_path), "--output", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "P6 ear R" in out and "replication" in out and "60: " in out
+    ears = pd.read_csv(tmp_path / "thresholds.csv")
+    levels = pd.read_csv(tmp_path / "latency_intensity.csv")
+    assert len(ears) == 1 and ears.loc[0, "level_unit"] == "dB nHL" and ears.loc[0, "n_levels"] == 13
+    assert ears.loc[0, "baseline_lowest_peak_db"] <= 60 and ears.loc[0, "baseline_replication_db"] <= 60
+    assert len(levels) == 13 and levels["replicating_fraction"].between(0, 1).all()
+    assert levels["picker_v_latency_ms"].iloc[0] == pytest.approx(6.2, abs=0.6)  # 60 dB nHL click, adult
+
+
+def test_csv_predictions_keep_every_number(trained, tmp_path, inputs):  # noqa: F811
+    import pandas as pd
+
+    assert infer(trained.best, tmp_path, "--input_file", str(inputs / "test_batch.npz"), "--confidence",
+                 "--seed", "1", "--steps", "3", "--output", "csv") == 0
+    table = pd.read_csv(tmp_path / "predictions.csv")
+    assert len(table) == 3
+    assert {"hearing_loss_prob_NORMAL", "hearing_loss_set_CONDUCTIVE", "threshold_db_lo", "v_latency_ms_hi",
+            "waveform_uv_0.00ms", "waveform_uv_9.95ms", "hearing_loss_name", "seed", "age_years"} <= set(table.columns)
+    assert np.allclose(table.filter(like="hearing_loss_prob_").sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_class_flag_and_onnx_backend(trained, exported, tmp_path, inputs, capsys):  # noqa: F811
+    assert infer(trained.best, tmp_path, "--generate", "2", "--class", "CONDUCTIVE", "--steps", "3", "--seed", "0") == 0
+    assert (ABRRecords.load(tmp_path / "generated.npz").hearing_loss == 4).all()
+    recs = str(inputs / "recordings.npz")
+    assert infer(trained.best, tmp_path / "torch", "--input_file", recs, "--output", "npz") == 0
+    assert infer(trained.best, tmp_path / "onnx", "--input_file", recs, "--output", "npz", "--backend", "onnx",
+                 "--onnx_model", str(exported.folder / "model.onnx")) == 0
+    with np.load(tmp_path / "torch" / "predictions.npz") as a, np.load(tmp_path / "onnx" / "predictions.npz") as b:
+        np.testing.assert_allclose(b["v_present_prob"], a["v_present_prob"], atol=1e-4)
+        np.testing.assert_allclose(b["threshold_db"], a["threshold_db"], atol=1e-2)
+    capsys.readouterr()
+    assert infer(trained.best, tmp_path, "--age", "1", "--backend", "onnx") == 2
+    assert "analysis of recorded waveforms" in capsys.readouterr().err
 
 
 def test_inference_script_runs_as_a_subprocess(trained, tmp_path):  # noqa: F811
@@ -151,6 +206,7 @@ def test_export_command(exported):  # noqa: F811
     (["--age", "1", "--batch_size", "0"], "batch_size"),
     (["--input_file", "RECS", "--seed", "1"], "recordings are analysed as measured"),
     (["--generate", "2", "--confidence"], "apply to predictions"),
+    (["--generate", "2", "--output", "csv"], "apply to predictions"),
 ])
 def test_bad_input_is_a_one_line_error_and_exit_2(trained, tmp_path, inputs, capsys, args, message):  # noqa: F811
     files = {"BAD_CSV": "bad.csv", "BATCH": "test_batch.npz", "RECS": "recordings.npz"}

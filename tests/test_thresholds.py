@@ -163,3 +163,33 @@ def test_marked_presence_gives_thresholds_near_truth(cohort):
     assert np.mean(np.abs(err) <= 10) >= 0.8
     assert np.median(err[np.isfinite(err)]) >= 0
     assert np.isinf(e[np.isin(c, [1, 3])]).all()
+
+
+def test_replication_criterion_is_the_simulated_noise_95th_percentile():
+    from abrflow.evaluation.replication import REPLICATION_MIN_R, null_split_half_r
+
+    assert null_split_half_r(n_pairs=3000, seed=5) == pytest.approx(REPLICATION_MIN_R, abs=0.03)
+
+
+def test_replication_pools_the_runs_of_a_level_and_rejects_noise():
+    from abrflow.data.records import ABRRecords, empty_rows
+    from abrflow.evaluation.replication import replicates
+
+    rng = np.random.default_rng(0)
+    n, t = 8, 200
+    rows = empty_rows(n)
+    rows["patient_id"] = np.array(["S"] * n)
+    rows["ear"] = np.array(["R"] * n)
+    rows["intensity_db"] = np.repeat([60.0, 0.0], 4).astype(np.float32)
+    t_ms = np.arange(t) / 20.0
+    response = np.exp(-((t_ms - 6.0) ** 2) / 0.2)[None, :] * np.repeat([1.0, 0.0], 4)[:, None]
+    # each run alone is noisy; the four pooled runs replicate at 60 dB; at 0 dB the halves are
+    # each other's mirror image (r ≈ −1: noise that does not agree), however strong
+    half_a = 3 * response + rng.normal(0, 1.2, (n, t))
+    half_b = 3 * response + rng.normal(0, 1.2, (n, t))
+    half_b[4:] = -half_a[4:] + rng.normal(0, 0.1, (4, t))
+    rec = ABRRecords(signal=((half_a + half_b) / 2).astype(np.float32), sampling_rate_hz=20000.0,
+                     extra={"half_a": half_a.astype(np.float32), "half_b": half_b.astype(np.float32)}, **rows)
+    calls = replicates(rec)
+    assert calls[:4].all() and not calls[4:].any()
+    assert replicates(rec.replace(extra={})) is None

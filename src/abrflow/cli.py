@@ -155,6 +155,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _configure_logging(cfg.logging.log_level)
     trainer = ABRTrainer(cfg, experiment=args.experiment, overfit_batches=1 if args.overfit_batch else 0)
     result = trainer.train(resume=args.resume)
+    if not trainer.trainer.is_global_zero:  # multi-process (DDP): rank 0 writes and prints the result
+        return 0
     if args.overfit_batch:
         losses = trainer.module.recorded_train_losses
         result["overfit"] = {"first_loss": losses[0], "last_loss": losses[-1],
@@ -346,49 +348,9 @@ def _format_batch(rows: list[dict], limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-def format_series(results: dict) -> str:
-    """Per subject/ear: threshold with interval, then the wave V latency–intensity function."""
-    lines = []
-    for r in results.values():
-        ear = f"{r['patient_id']} ear {r['ear']}" + (f" session {r['session_id']}" if r["session_id"] else "")
-        if r["method"] == "no_response":
-            thr = f"no response up to {_num(r['no_response_up_to_db'], 'g')} dB nHL"
-        elif r["method"] == "all_respond":
-            thr = f"≤ {_num(r['threshold_db'], 'g')} dB nHL (responds at every tested level)"
-        else:
-            thr = f"{_num(r['threshold_db'])} dB nHL [{_num(r['lo_db'])}, {_num(r['hi_db'])}]"
-        lines.append(f"{ear}: threshold {thr} ({r['method']}, {r['n_levels']} levels)")
-        li = r["latency_intensity"]
-        points = [f"{lv:g} dB {_num(lat, '.2f')} ms" if lat == lat else f"{lv:g} dB –"
-                  for lv, lat in zip(li["intensity_db"], li["v_latency_ms"])]
-        slope = li["slope_ms_per_db"]
-        lines.append("  wave V latency:  " + " | ".join(points)
-                     + (f"   slope {slope:+.3f} ms/dB" if slope == slope else ""))
-    return "\n".join(lines)
-
-
-def _series_arrays(results: dict) -> dict:
+def _load_recordings(inference, paths):
     import numpy as np
 
-    keys = list(results)
-    out = {"series_key": np.array(keys, dtype=str)}
-    for name in ("patient_id", "ear", "session_id", "method"):
-        out[name] = np.array([results[k][name] for k in keys], dtype=str)
-    for name in ("threshold_db", "lo_db", "hi_db"):
-        out[name] = np.array([results[k][name] for k in keys], np.float64)
-    out["no_response_up_to_db"] = np.array([np.nan if results[k]["no_response_up_to_db"] is None
-                                            else results[k]["no_response_up_to_db"] for k in keys], np.float64)
-    out["n_levels"] = np.array([results[k]["n_levels"] for k in keys], np.int64)
-    li = [(k, lv, lat, p) for k in keys for lv, lat, p in zip(*(results[k]["latency_intensity"][f] for f in
-                                                                 ("intensity_db", "v_latency_ms", "v_present_prob")))]
-    out["li_series_key"] = np.array([x[0] for x in li], dtype=str)
-    out["li_intensity_db"] = np.array([x[1] for x in li], np.float64)
-    out["li_v_latency_ms"] = np.array([x[2] for x in li], np.float64)
-    out["li_v_present_prob"] = np.array([x[3] for x in li], np.float64)
-    return out
-
-
-def _load_recordings(inference, paths):
     from .data.readers import load_records
     from .data.records import ABRRecords
 
@@ -396,7 +358,17 @@ def _load_recordings(inference, paths):
              "max_sweeps_rejected": inference.cfg.data.table.max_sweeps_rejected}
     parts = [load_records(p, table_options=table, signal_length=inference.signal_length,
                           sampling_rate_hz=inference.sampling_rate_hz) for p in paths]
-    return parts[0] if len(parts) == 1 else ABRRecords.concatenate([p.replace(extra={}) for p in parts])
+    if len(parts) == 1:
+        return parts[0]
+    # Files from different readers share the core fields; per-reader metadata is kept where every
+    # file has it (SmartEP and EARNDB halves, for instance), since rows of one table must align.
+    units = [p.extra.get("level_unit") for p in parts]
+    if any(u is not None for u in units):  # keep each file's level unit (dB peSPL next to dB nHL)
+        parts = [p if u is not None else p.replace(extra={**p.extra, "level_unit": np.full(len(p), "dB nHL")})
+                 for p, u in zip(parts, units)]
+    common = set.intersection(*(set(p.extra) for p in parts))
+    return ABRRecords.concatenate([p.replace(extra={k: v for k, v in p.extra.items() if k in common})
+                                   for p in parts])
 
 
 def _generate(inference, args, out_dir) -> int:
@@ -445,6 +417,38 @@ def _generate(inference, args, out_dir) -> int:
     return 0
 
 
+def _series(inference, paths, out_dir, fmt: str) -> int:
+    from .inference.series import format_series, series_report
+    from .inference.tables import series_tables, write_csv
+
+    results = series_report(inference, _load_recordings(inference, paths))
+    print(format_series(results))
+    if fmt == "json":
+        written = [_write_json(out_dir / "thresholds.json", results)]
+    else:
+        ears, levels = series_tables(results)
+        if fmt == "npz":
+            written = [_write_npz(out_dir / "thresholds.npz",
+                                  {**ears, **{f"li_{k}": v for k, v in levels.items()}})]
+        else:
+            written = [write_csv(out_dir / "thresholds.csv", ears),
+                       write_csv(out_dir / "latency_intensity.csv", levels)]
+    print(f"results:           {', '.join(written)}")
+    return 0
+
+
+def _cmd_threshold(args: argparse.Namespace) -> int:
+    """`abrflow threshold PATH…`: `inference.py --series` under a clinic's name for it."""
+    from pathlib import Path
+
+    from .inference.predictor import ABRInference
+
+    inference = ABRInference(args.checkpoint, device=args.device, backend=args.backend, onnx_model=args.onnx_model)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _series(inference, args.paths, out_dir, args.output_format or "json")
+
+
 def _cmd_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -465,25 +469,24 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     measured = args.series or (args.input_file is not None and not is_static_input_file(args.input_file))
     if measured and any(v is not None for v in (args.seed, args.sampler, args.steps)):
         raise AbrflowError("--seed, --sampler and --steps control generation; recordings are analysed as measured")
-    if args.generate is not None and (args.confidence or args.output_format == "json"):
+    if args.generate is not None and (args.confidence or args.output_format is not None):
         raise AbrflowError("--generate writes waveforms as .npz records with a JSON summary; --confidence and "
-                           "--output_format apply to predictions")
+                           "--output apply to predictions")
     if args.batch_size < 1:
         raise AbrflowError(f"--batch_size must be ≥ 1, got {args.batch_size}")
+    if args.backend != "torch" and not measured:
+        raise AbrflowError("--backend onnx runs the analysis of recorded waveforms (--input_file recordings, "
+                           "--series); generation and static-input predictions run in PyTorch")
     inference = ABRInference(args.checkpoint, device=args.device, batch_size=args.batch_size,
-                             confidence_level=args.confidence_level)
+                             confidence_level=args.confidence_level, backend=args.backend,
+                             onnx_model=args.onnx_model)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fmt = args.output_format or "json"
     if args.generate is not None:
         return _generate(inference, args, out_dir)
     if args.series:
-        results = inference.estimate_threshold(_load_recordings(inference, args.series))
-        print(format_series(results))
-        path = (_write_json(out_dir / "thresholds.json", results) if fmt == "json"
-                else _write_npz(out_dir / "thresholds.npz", _series_arrays(results)))
-        print(f"results:           {path}")
-        return 0
+        return _series(inference, args.series, out_dir, fmt)
     kwargs = {"seed": args.seed, "sampler": args.sampler, "steps": args.steps}
     if single:
         arrays = inference.predict_arrays([[args.age, args.intensity, args.rate, args.fmp]], args.confidence,
@@ -502,11 +505,22 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     name = "prediction" if single else "predictions"
     if fmt == "json":
         path = _write_json(out_dir / f"{name}.json", rows[0] if single else rows)
+    elif fmt == "csv":
+        from .inference.tables import prediction_table, write_csv
+
+        path = write_csv(out_dir / f"{name}.csv", prediction_table(arrays, inference.class_names, inference.time_ms))
     else:
         path = _write_npz(out_dir / f"{name}.npz", {**arrays, "time_ms": inference.time_ms,
                                                      "class_names": list(inference.class_names)})
     print(f"results:           {path}")
     return 0
+
+
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the analysis of recorded waveforms in PyTorch or ONNX Runtime (default torch)")
+    p.add_argument("--onnx_model", help="with --backend onnx: model.onnx or model.int8.onnx written by `abrflow export` "
+                                        "for this checkpoint (default: export one on the fly)")
 
 
 def add_infer_arguments(p: argparse.ArgumentParser) -> None:
@@ -527,11 +541,14 @@ def add_infer_arguments(p: argparse.ArgumentParser) -> None:
                            "33.1/s, Fmp and threshold unknown")
     mode.add_argument("--series", nargs="+", metavar="PATH",
                       help="recordings of level series: per-ear threshold and wave V latency–intensity function")
-    p.add_argument("--hearing_loss", help="generation condition: class (NORMAL, SNİK/SENSORINEURAL, … or 0–4; "
-                                          "-1 = unconditional)")
+    p.add_argument("--class", "--hearing_loss", dest="hearing_loss",
+                   help="generation condition: hearing-loss class (NORMAL, SNİK/SENSORINEURAL, … or 0–4; "
+                        "-1 = unconditional)")
     p.add_argument("--threshold", type=float, help="generation condition: threshold dB nHL (inf = no response)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale for --generate")
-    p.add_argument("--output_format", choices=["json", "npz"], help="results file format (default json)")
+    p.add_argument("--output", "--output_format", dest="output_format", choices=["json", "npz", "csv"],
+                   help="results file format (default json)")
+    add_backend_arguments(p)
     p.add_argument("--output_dir", default="outputs/inference", help="where results are written")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="sampler (default: the checkpoint's)")
     p.add_argument("--steps", type=int, help="sampling steps (default: the checkpoint's)")
@@ -610,6 +627,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_export.add_argument("--int8", action="store_true", help="also write model.int8.onnx (dynamic quantisation)")
     p_export.add_argument("--no_timing", action="store_true", help="skip the latency measurement")
     p_export.set_defaults(func=_cmd_export)
+
+    p_thr = sub.add_parser("threshold", help="per-ear threshold from level series (model, classical methods, "
+                                             "split-half replication) and the wave V latency–intensity function")
+    p_thr.add_argument("paths", nargs="+", metavar="PATH", help="recordings: files or folders any reader takes "
+                                                                "(Eclipse CSV, SmartEP folder, EARNDB folder, .npz, …)")
+    p_thr.add_argument("--checkpoint", required=True, help="trained checkpoint (best_model.pt)")
+    p_thr.add_argument("--output_dir", default="outputs/thresholds", help="where results are written")
+    p_thr.add_argument("--output", "--output_format", dest="output_format", choices=["json", "npz", "csv"],
+                       help="results file format (default json)")
+    p_thr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_backend_arguments(p_thr)
+    p_thr.set_defaults(func=_cmd_threshold)
     return parser
 
 

@@ -45,6 +45,7 @@ from ..errors import AbrflowError
 from ..io import atomic_write_text
 from ..models.heads import HeadOutput
 from ..models.s4d import S4D
+from .onnx_backend import file_sha256
 from .predictor import ABRInference
 
 EXPORT_FORMAT = "abrflow.onnx/1"
@@ -324,7 +325,8 @@ def export_onnx(inference: ABRInference | str | os.PathLike, output_dir: str | o
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     signal, static = check_inputs(inference)
-    report: dict = {"format": EXPORT_FORMAT, "checkpoint": str(inference.checkpoint_path), "opset": OPSET,
+    report: dict = {"format": EXPORT_FORMAT, "checkpoint": str(inference.checkpoint_path),
+                    "checkpoint_sha256": file_sha256(inference.checkpoint_path), "opset": OPSET,
                     "tolerance": TOLERANCE, "n_check_rows": int(len(signal))}
 
     # -- analysis path

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,9 +36,11 @@ from ..evaluation.calibration import (
     prediction_sets,
     probabilities,
 )
+from ..evaluation.replication import replicates
 from ..evaluation.thresholds import series_thresholds
 from .checkpoint import load_checkpoint
 from .inputs import STATIC_RANGES, static_array, static_value
+from .onnx_backend import BACKENDS, OnnxHeads
 
 #: Conditions ``generate`` uses where the caller gives none: the typical recording of the cohort
 #: the project was designed for — an infant (median age 0.5 y) with normal hearing, tested at
@@ -50,6 +53,23 @@ _CONDITION_ALIASES = {"age": "age_years", "intensity": "intensity_db", "rate": "
                       "stimulus_rate": "stimulus_rate_hz", "threshold": "threshold_db", "class": "hearing_loss"}
 _STATIC = ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")
 DEFAULT_BATCH_SIZE = 256
+
+
+def level_units(records: ABRRecords) -> np.ndarray:
+    """Per row, the unit of ``intensity_db`` as its reader recorded it (``extra["level_unit"]``, e.g.
+    EARNDB's "dB peSPL"); rows without one are dB nHL, the unit of the clinic formats."""
+    unit = records.extra.get("level_unit")
+    if unit is None:
+        return np.full(len(records), "dB nHL")
+    return np.asarray(unit).astype(str)
+
+
+def _model_view(records: ABRRecords) -> ABRRecords:
+    """The records as the model may read them: intensity unknown (NaN) where it is not in dB nHL."""
+    nhl = level_units(records) == "dB nHL"
+    if nhl.all():
+        return records
+    return records.replace(intensity_db=np.where(nhl, records.intensity_db, np.nan).astype(np.float32))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -99,7 +119,12 @@ class ABRInference:
     """
 
     def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "auto", *,
-                 confidence_level: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+                 confidence_level: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 backend: str = "torch", onnx_model: str | os.PathLike | None = None):
+        if backend not in BACKENDS:
+            raise AbrflowError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if onnx_model is not None and backend != "onnx":
+            raise AbrflowError("onnx_model is only used with backend='onnx'")
         self.device = resolve_device(device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise AbrflowError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
@@ -121,6 +146,19 @@ class ABRInference:
         if not 0.0 < float(level) < 1.0:
             raise AbrflowError(f"confidence_level must be in (0, 1), got {level}")
         self.confidence_level = float(level)
+        self.backend = backend
+        self._onnx = self._onnx_heads(onnx_model) if backend == "onnx" else None
+
+    def _onnx_heads(self, onnx_model: str | os.PathLike | None) -> OnnxHeads:
+        """The given export, or a fresh one (checked against eager) in a folder this object owns."""
+        if onnx_model is None:
+            import tempfile
+
+            from .export import export_onnx
+
+            self._onnx_dir = tempfile.TemporaryDirectory(prefix="abrflow-onnx-")
+            onnx_model = Path(export_onnx(self, self._onnx_dir.name, time_it=False)["heads"]["path"])
+        return OnnxHeads(onnx_model, self.checkpoint_path, threads=torch.get_num_threads())
 
     # ------------------------------------------------------------------ basics
     @property
@@ -154,6 +192,12 @@ class ABRInference:
             for name, value in self.model(x, t, s).heads.to_dict().items():
                 parts.setdefault(name, []).append(value.float().cpu().numpy().astype(np.float64))
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def _measured_heads(self, signal_raw: np.ndarray, static_raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Heads on measured waveforms in their unit: PyTorch, or the ONNX graph (normalises inside)."""
+        if self._onnx is not None:
+            return self._onnx(signal_raw, static_raw, self.batch_size)
+        return self._heads(self.stats.normalize_signal(signal_raw), static_raw)
 
     def _sampler_steps(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
         """The checkpoint's sampler and step count where not given (0 steps is an error, not a default)."""
@@ -272,8 +316,7 @@ class ABRInference:
         self._check_records(records)
         confidence = self._confidence(return_confidence)
         static = static_array(records.static)
-        heads = self._heads(self.stats.normalize_signal(records.signal), static)
-        return self._interpret(heads, confidence)
+        return self._interpret(self._measured_heads(records.signal, static), confidence)
 
     def analyse(self, signal: np.ndarray, age: float | None = None, intensity: float | None = None,
                 stimulus_rate: float | None = None, fmp: float | None = None, sampling_rate_hz: float | None = None,
@@ -286,7 +329,7 @@ class ABRInference:
         x = self._window(signal, sampling_rate_hz)
         static = static_array([[age, intensity, stimulus_rate, fmp]])
         confidence = self._confidence(return_confidence)
-        arrays = self._interpret(self._heads(self.stats.normalize_signal(x[None]), static), confidence)
+        arrays = self._interpret(self._measured_heads(x[None], static), confidence)
         arrays["waveform"] = x[None]
         return self._row(arrays, 0, static[0], {"source": "measured"}, confidence)
 
@@ -446,34 +489,45 @@ class ABRInference:
     def estimate_threshold(self, series: ABRRecords, criterion: float = 0.5) -> dict[str, dict]:
         """Per level series (patient + ear + session): the ear's threshold with its interval, from the
         model's wave-V presence probabilities across levels (``estimate_series_threshold``), and the
-        wave V latency–intensity function (mean latency of the responding recordings per level)."""
-        analysed = self.analyse_records(series, return_confidence=False)
+        wave V latency–intensity function (mean latency of the responding recordings per level).
+
+        Two rules for real exports: where the records carry half-averages (SmartEP, EARNDB), a
+        level whose pooled half-averages do not replicate (``evaluation.replication``) holds no response,
+        whatever the model says; where levels are not in dB nHL (``extra["level_unit"]``, e.g.
+        EARNDB's dB peSPL tone bursts), the model is told the intensity is unknown (the fit still
+        runs on the recorded levels, in their unit).
+        """
+        analysed = self.analyse_records(_model_view(series), return_confidence=False)
         prob = analysed["v_present_prob"]
+        replicating = replicates(series)
+        if replicating is not None:
+            prob = np.where(replicating, prob, 0.0)
         estimates = series_thresholds(series, prob, criterion=criterion)
-        keys = series.series_key
+        keys, units = series.series_key, level_units(series)
         out = {}
         for key, est in estimates.items():
             rows = np.flatnonzero(keys == key)
             levels = series.intensity_db[rows].astype(np.float64)
             tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
-            p_level, lat_level, n_level = [], [], []
+            p_level, lat_level, n_level, rep_level = [], [], [], []
             for lv in tested:
                 at = rows[levels == lv]
                 responding = at[prob[at] >= criterion]
                 p_level.append(float(prob[at].mean()))
                 lat_level.append(float(analysed["v_latency_ms"][responding].mean()) if responding.size else math.nan)
                 n_level.append(int(at.size))
+                rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
             lat = np.array(lat_level)
             ok = np.isfinite(lat)
             slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
             first = rows[0]
             out[key] = {
                 "patient_id": str(series.patient_id[first]), "ear": str(series.ear[first]),
-                "session_id": str(series.session_id[first]),
+                "session_id": str(series.session_id[first]), "level_unit": str(units[first]),
                 **est.as_dict(),
                 "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
                                       "v_present_prob": p_level, "v_latency_ms": lat_level,
-                                      "slope_ms_per_db": slope},
+                                      "replicating_fraction": rep_level, "slope_ms_per_db": slope},
             }
         return out
 
