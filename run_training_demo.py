@@ -29,25 +29,53 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def stages(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+REAL_SERIES = Path(__file__).resolve().parent.parent / "shared" / "real" / "ihs-smartep-human" / "P6"
+
+
+def prepare_inputs(folder: Path) -> dict[str, Path]:
+    """What a clinic brings: a batch of patients (the seed document's test_batch.npz layout) and
+    recorded waveforms (simulated level series of 4 new patients, another seed than training)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = folder / "test_batch.npz"
+    np.savez(batch, patients=np.array([[45, 80, 30, 0.75], [0.5, 60, 33.1, 0.9], [2, 40, 33.1, np.nan],
+                                       [70, 90, 21.1, 0.6]]))
+    recordings = folder / "recordings.npz"
+    code = abrflow(["simulate", "--patients", "4", "--seed", "7", "--out", str(recordings)])
+    if code:
+        raise SystemExit(code)
+    return {"batch": batch, "recordings": recordings}
+
+
+def stages(args: argparse.Namespace, inputs: dict[str, Path] | None = None) -> list[tuple[str, list[str]]]:
     root = Path(args.output_root)
     ckpt = root / "checkpoints" / args.experiment / "best_model.pt"
     out = root / "outputs" / args.experiment
+    inputs = inputs or {"batch": out / "inputs" / "test_batch.npz", "recordings": out / "inputs" / "recordings.npz"}
+    infer = ["infer", "--checkpoint", str(ckpt)]
+    series = [str(inputs["recordings"])] + ([str(REAL_SERIES)] if REAL_SERIES.is_dir() else [])
     return [
         ("train", ["train", "--config", args.config, "--experiment", args.experiment, "--epochs", str(args.epochs),
                    "--output_root", str(root), *args.overrides]),
         ("evaluate", ["evaluate", "--checkpoint", str(ckpt), "--output_dir", str(out / "evaluation"),
                       "--generate_samples", str(args.generate_samples), "--bootstrap", str(args.bootstrap)]),
-        ("single patient", ["infer", "--checkpoint", str(ckpt), "--age", "35", "--intensity", "80", "--rate", "30",
-                            "--fmp", "0.8", "--confidence", "--seed", "0", "--output_dir", str(out / "inference")]),
-        ("synthetic data", ["infer", "--checkpoint", str(ckpt), "--generate", "16", "--seed", "0",
-                            "--output_dir", str(out / "synthetic_data")]),
+        ("single patient", [*infer, "--age", "35", "--intensity", "80", "--rate", "30", "--fmp", "0.8",
+                            "--confidence", "--seed", "0", "--output_dir", str(out / "inference")]),
+        ("batch of patients", [*infer, "--input_file", str(inputs["batch"]), "--confidence", "--seed", "0",
+                               "--output", "csv", "--output_dir", str(out / "batch")]),
+        ("recorded waveforms", [*infer, "--input_file", str(inputs["recordings"]), "--confidence",
+                                "--output_dir", str(out / "recorded")]),
+        ("threshold per ear", ["threshold", *series, "--checkpoint", str(ckpt), "--output", "csv",
+                               "--output_dir", str(out / "thresholds")]),
+        ("synthetic data", [*infer, "--generate", "16", "--seed", "0", "--output_dir", str(out / "synthetic_data")]),
     ]
 
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name, command in stages(args):
+    inputs = prepare_inputs(Path(args.output_root) / "outputs" / args.experiment / "inputs")
+    for name, command in stages(args, inputs):
         start = time.perf_counter()
         print(f"\n=== {name}: abrflow {' '.join(command)}", flush=True)
         code = abrflow(command)

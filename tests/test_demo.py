@@ -1,4 +1,5 @@
-"""run_training_demo.py end to end: train → evaluate → single-patient inference → synthetic data."""
+"""run_training_demo.py end to end: train → evaluate → single patient, batch, recorded waveforms,
+threshold per ear → synthetic data."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ def test_demo_runs_every_stage(tmp_path):
     assert {"signal", "peaks", "classification", "clinical", "baselines"} <= set(metrics)
     assert (out / "evaluation" / "report.txt").stat().st_size > 0
     assert any((out / "inference").iterdir()) and any((out / "synthetic_data").iterdir())
+    assert (out / "batch" / "predictions.csv").read_text().count("\n") == 5  # header + 4 patients
+    recorded = json.loads((out / "recorded" / "predictions.json").read_text())
+    assert recorded and all(r["waveform"]["source"] == "measured" for r in recorded)
+    ears = (out / "thresholds" / "thresholds.csv").read_text().splitlines()
+    assert len(ears) >= 1 + 8  # 4 simulated patients × 2 ears (+ the real SmartEP ear when shared/ is there)
 
 
 def test_demo_stops_at_the_first_failing_stage(tmp_path, capsys):
