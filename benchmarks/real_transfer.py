@@ -30,7 +30,7 @@ from abrflow.data.readers import load_records
 from abrflow.data.records import ABRRecords
 from abrflow.evaluation.baselines import normative_v_latency_ms
 from abrflow.evaluation.replication import REPLICATION_MIN_R, replicates
-from abrflow.evaluation.thresholds import series_thresholds
+from abrflow.evaluation.thresholds import MODEL_RESPONSE_CRITERION, series_thresholds
 from abrflow.inference.predictor import ABRInference, _model_view
 from abrflow.inference.series import series_report
 from abrflow.io import atomic_write_text
@@ -42,7 +42,8 @@ EXPERT_MEDIAN_DB = {"P3": 10.0, "P6": 5.0, "P8": 30.0}
 #: Adult click norm for wave V at 70–80 dB nHL (ms) and the normative curve the picker uses at 60 dB.
 ADULT_NORM_70_80_MS = (5.5, 6.0)
 VARIANTS = {
-    "model": "wave V presence probability, logistic fit across levels, 0.5 crossing; a level counts only "
+    "model": f"wave V presence probability, logistic fit across levels, {MODEL_RESPONSE_CRITERION} crossing "
+             "(fixed on the synthetic cohort); a level counts only "
              f"where its pooled half-averages replicate (split-half r ≥ {REPLICATION_MIN_R}) — the shipped rule",
     "model_no_gate": "the same without the replication gate (the rule as fixed on the synthetic cohort)",
     "crosscov_db": "cross-covariance criterion (Suthakar & Liberman 2019), criterion 0.5 set on the simulator",
@@ -67,7 +68,7 @@ def _thresholds(inference: ABRInference, records: ABRRecords) -> dict[str, dict]
     """Every variant's threshold per series key."""
     report = series_report(inference, records)
     prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
-    ungated = series_thresholds(records, prob)
+    ungated = series_thresholds(records, prob, criterion=MODEL_RESPONSE_CRITERION)
     out = {}
     for key, r in report.items():
         out[key] = {"model": r["threshold_db"], "model_no_gate": ungated[key].threshold_db,
@@ -113,11 +114,11 @@ def earndb(inference: ABRInference) -> dict:
         levels = records.intensity_db[rows]
         lowest = float(levels.min())
         at100 = rows[levels == levels.max()]
-        claimed = prob[rows] >= 0.5
+        claimed = prob[rows] >= MODEL_RESPONSE_CRITERION
         series[key] = {
             "lowest_level_db_pespl": lowest, "highest_level_db_pespl": float(levels.max()),
-            "model_response_at_highest": bool(np.mean(prob[at100] >= 0.5) >= 0.5 and rep[at100].all()),
-            "model_no_gate_response_at_highest": bool(np.mean(prob[at100] >= 0.5) >= 0.5),
+            "model_response_at_highest": bool(np.mean(prob[at100] >= MODEL_RESPONSE_CRITERION) >= 0.5 and rep[at100].all()),
+            "model_no_gate_response_at_highest": bool(np.mean(prob[at100] >= MODEL_RESPONSE_CRITERION) >= 0.5),
             "replicates_at_highest": bool(rep[at100].all()),
             "threshold_minus_lowest_db": {v: _finite(est[v] - lowest) for v in VARIANTS},
             "ungated_claims_without_replication": int(np.sum(claimed & ~rep[rows])),

@@ -37,7 +37,7 @@ from ..evaluation.calibration import (
     probabilities,
 )
 from ..evaluation.replication import replicates
-from ..evaluation.thresholds import series_thresholds
+from ..evaluation.thresholds import MODEL_RESPONSE_CRITERION, series_thresholds
 from .checkpoint import load_checkpoint
 from .inputs import STATIC_RANGES, static_array, static_value
 from .onnx_backend import BACKENDS, OnnxHeads
@@ -486,7 +486,7 @@ class ABRInference:
         }
 
     # ------------------------------------------------------------------ series and generation
-    def estimate_threshold(self, series: ABRRecords, criterion: float = 0.5) -> dict[str, dict]:
+    def estimate_threshold(self, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
         """Per level series (patient + ear + session): the ear's threshold with its interval, from the
         model's wave-V presence probabilities across levels (``estimate_series_threshold``), and the
         wave V latency–intensity function (mean latency of the responding recordings per level).

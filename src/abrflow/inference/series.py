@@ -22,6 +22,7 @@ from ..evaluation.baselines import (
     series_threshold_lowest_peak,
 )
 from ..evaluation.replication import REPLICATION_MIN_R, replicates
+from ..evaluation.thresholds import MODEL_RESPONSE_CRITERION
 
 BASELINES: dict[str, str] = {
     "crosscov_db": "cross-covariance (Suthakar & Liberman 2019)",
@@ -36,7 +37,7 @@ def _lowest_level(levels: np.ndarray, calls: np.ndarray) -> float:
     return float(min(responding)) if responding else math.inf
 
 
-def series_report(inference, records: ABRRecords, criterion: float = 0.5) -> dict[str, dict]:
+def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
     """Per series key: the model's estimate (see ``estimate_threshold``) plus ``baselines`` (dB, +inf =
     no response, None = not available) and the picker's latencies in ``latency_intensity``."""
     out = inference.estimate_threshold(records, criterion=criterion)
