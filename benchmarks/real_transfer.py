@@ -30,7 +30,11 @@ from abrflow.data.readers import load_records
 from abrflow.data.records import ABRRecords
 from abrflow.evaluation.baselines import normative_v_latency_ms
 from abrflow.evaluation.replication import REPLICATION_MIN_R, replicates
-from abrflow.evaluation.thresholds import MODEL_RESPONSE_CRITERION, series_thresholds
+from abrflow.evaluation.thresholds import (
+    MODEL_DETECTION_CRITERION,
+    MODEL_RESPONSE_CRITERION,
+    series_thresholds,
+)
 from abrflow.inference.predictor import ABRInference, _model_view
 from abrflow.inference.series import series_report
 from abrflow.io import atomic_write_text
@@ -68,7 +72,7 @@ def _thresholds(inference: ABRInference, records: ABRRecords) -> dict[str, dict]
     """Every variant's threshold per series key."""
     report = series_report(inference, records)
     prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
-    ungated = series_thresholds(records, prob, criterion=MODEL_RESPONSE_CRITERION)
+    ungated = series_thresholds(records, prob, criterion=MODEL_RESPONSE_CRITERION, detection=MODEL_DETECTION_CRITERION)
     out = {}
     for key, r in report.items():
         out[key] = {"model": r["threshold_db"], "model_no_gate": ungated[key].threshold_db,
@@ -117,8 +121,8 @@ def earndb(inference: ABRInference) -> dict:
         claimed = prob[rows] >= MODEL_RESPONSE_CRITERION
         series[key] = {
             "lowest_level_db_pespl": lowest, "highest_level_db_pespl": float(levels.max()),
-            "model_response_at_highest": bool(np.mean(prob[at100] >= MODEL_RESPONSE_CRITERION) >= 0.5 and rep[at100].all()),
-            "model_no_gate_response_at_highest": bool(np.mean(prob[at100] >= MODEL_RESPONSE_CRITERION) >= 0.5),
+            "model_response_at_highest": bool(np.mean(prob[at100] >= MODEL_DETECTION_CRITERION) >= 0.5 and rep[at100].all()),
+            "model_no_gate_response_at_highest": bool(np.mean(prob[at100] >= MODEL_DETECTION_CRITERION) >= 0.5),
             "replicates_at_highest": bool(rep[at100].all()),
             "threshold_minus_lowest_db": {v: _finite(est[v] - lowest) for v in VARIANTS},
             "ungated_claims_without_replication": int(np.sum(claimed & ~rep[rows])),

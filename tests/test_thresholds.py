@@ -193,3 +193,16 @@ def test_replication_pools_the_runs_of_a_level_and_rejects_noise():
     calls = replicates(rec)
     assert calls[:4].all() and not calls[4:].any()
     assert replicates(rec.replace(extra={})) is None
+
+
+def test_detection_criterion_decides_response_and_criterion_places_it():
+    levels = np.array([0.0, 10, 20, 30, 40, 50])
+    weak = np.array([0.05, 0.1, 0.2, 0.35, 0.4, 0.45])  # never "more likely than not"
+    assert math.isinf(estimate_series_threshold(levels, weak, criterion=0.35, detection=0.5).threshold_db)
+    assert math.isfinite(estimate_series_threshold(levels, weak, criterion=0.35).threshold_db)
+    rising = np.array([0.05, 0.1, 0.3, 0.6, 0.9, 0.95])
+    low = estimate_series_threshold(levels, rising, criterion=0.35, detection=0.5).threshold_db
+    high = estimate_series_threshold(levels, rising, criterion=0.5).threshold_db
+    assert 20 <= low < high <= 30
+    with pytest.raises(ValueError, match="probabilities"):
+        estimate_series_threshold(levels, rising, detection=1.5)

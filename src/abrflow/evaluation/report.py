@@ -45,6 +45,7 @@ from ..io import atomic_write_text
 from . import baselines, figures, metrics
 from .generation import FrechetEncoder, evaluate_generation
 from .thresholds import (
+    MODEL_DETECTION_CRITERION,
     MODEL_RESPONSE_CRITERION,
     aligned_thresholds,
     series_thresholds,
@@ -276,7 +277,8 @@ def score_model(inference: ABRInference, records: ABRRecords) -> tuple[dict, dic
     head_thr = np.where(pred["threshold_no_response_prob"] >= 0.5, np.inf, pred["threshold_db"])
     rec_args = dict(pred_thr=head_thr, true_thr=records.threshold_db.astype(np.float64),
                     pred_class=pred["hearing_loss"], true_class=y)
-    estimates = series_thresholds(records, pred["v_present_prob"], criterion=MODEL_RESPONSE_CRITERION)
+    estimates = series_thresholds(records, pred["v_present_prob"], criterion=MODEL_RESPONSE_CRITERION,
+                                  detection=MODEL_DETECTION_CRITERION)
     ears = _series_arrays(records, estimates)
     methods, counts = np.unique([e.method for e in estimates.values()], return_counts=True)
     coverage = _interval_coverage(pred, records) if calibrated else {

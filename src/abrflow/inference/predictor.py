@@ -37,7 +37,7 @@ from ..evaluation.calibration import (
     probabilities,
 )
 from ..evaluation.replication import replicates
-from ..evaluation.thresholds import MODEL_RESPONSE_CRITERION, series_thresholds
+from ..evaluation.thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
 from .checkpoint import load_checkpoint
 from .inputs import STATIC_RANGES, static_array, static_value
 from .onnx_backend import BACKENDS, OnnxHeads
@@ -502,7 +502,7 @@ class ABRInference:
         replicating = replicates(series)
         if replicating is not None:
             prob = np.where(replicating, prob, 0.0)
-        estimates = series_thresholds(series, prob, criterion=criterion)
+        estimates = series_thresholds(series, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
         keys, units = series.series_key, level_units(series)
         out = {}
         for key, est in estimates.items():
