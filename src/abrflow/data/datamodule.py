@@ -1,12 +1,21 @@
 """LightningDataModule: records → patient-grouped splits → normalised tensors with target masks.
 
 Statistics are fitted on the training split only and exposed (``stats``) so that a checkpoint can
-carry them. Batches are dicts of tensors (one tensor per field, never per-sample dicts).
+carry them. Batches are dicts of tensors (one tensor per field, never per-sample dicts), built
+when a batch is asked for from the rows it holds: a split is never copied whole, so a cohort
+memory-mapped from a records directory trains in memory bounded by a batch (plus ~120 bytes of
+labels per recording).
+
+Under DDP each process reads its own shard: the training permutation of an epoch is dealt out
+rank by rank (each row once, the ``n mod world_size`` rows at its end left out that epoch), and
+validation/test rows are split so that every row is evaluated exactly once and every process
+has the same number of batches (metrics are then reduced across processes exactly).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import lightning as L
 import numpy as np
@@ -15,80 +24,126 @@ from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from ..errors import DataError
 from .normalization import NormalizationStats
-from .records import ABRRecords
+from .records import STATIC_FIELDS, ABRRecords
+from .records_dir import is_records_dir, read_rows
 from .splits import SPLIT_NAMES, Split, split_records
 
 log = logging.getLogger(__name__)
 
 
-def records_to_tensors(records: ABRRecords, stats: NormalizationStats) -> dict[str, torch.Tensor]:
-    """All fields a model or loss needs, as tensors; a mask beside every target that can be missing.
+def records_to_tensors(records: ABRRecords, stats: NormalizationStats,
+                       rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """All fields a model or loss needs for ``rows`` of ``records`` (default: all), as tensors;
+    a mask beside every target that can be missing. ``index`` is the position in ``rows``.
 
     Threshold: finite → a number (mask 1); +inf → "no response" (a class of its own, not a
     number); NaN → unknown (both masks 0).
     """
-    signal = stats.normalize_signal(records.signal)[:, None, :]
-    static = stats.normalize_static(records.static)
-    lat = records.v_latency_ms
-    amp = records.v_amplitude_uv
-    thr = records.threshold_db
+    take = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+    signal = records.signal[take] if rows is None else read_rows(records.signal, take)
+    signal = stats.normalize_signal(signal)[:, None, :]
+    static = stats.normalize_static(np.stack([getattr(records, f)[take] for f in STATIC_FIELDS], axis=1))
+    v_present = np.asarray(records.v_present[take])
+    lat = records.v_latency_ms[take]
+    amp = records.v_amplitude_uv[take]
+    thr = records.threshold_db[take]
     known_thr = ~np.isnan(thr)
     finite_thr = np.isfinite(thr)
     return {
         "signal": torch.from_numpy(np.ascontiguousarray(signal, np.float32)),
         "static": torch.from_numpy(static.astype(np.float32)),
-        "v_present": torch.from_numpy(records.v_present.astype(np.float32)),
+        "v_present": torch.from_numpy(v_present.astype(np.float32)),
         "v_latency_ms": torch.from_numpy(np.nan_to_num(lat, nan=0.0).astype(np.float32)),
-        "v_latency_mask": torch.from_numpy((records.v_present & np.isfinite(lat)).astype(np.float32)),
+        "v_latency_mask": torch.from_numpy((v_present & np.isfinite(lat)).astype(np.float32)),
         "v_amplitude_uv": torch.from_numpy(np.nan_to_num(amp, nan=0.0).astype(np.float32)),
-        "v_amplitude_mask": torch.from_numpy((records.v_present & np.isfinite(amp)).astype(np.float32)),
-        "hearing_loss": torch.from_numpy(records.hearing_loss.astype(np.int64)),
+        "v_amplitude_mask": torch.from_numpy((v_present & np.isfinite(amp)).astype(np.float32)),
+        "hearing_loss": torch.from_numpy(records.hearing_loss[take].astype(np.int64)),
         "threshold_db": torch.from_numpy(np.where(finite_thr, thr, 0.0).astype(np.float32)),
         "threshold_mask": torch.from_numpy(finite_thr.astype(np.float32)),
         "no_response": torch.from_numpy(np.isposinf(thr).astype(np.float32)),
         "no_response_mask": torch.from_numpy(known_thr.astype(np.float32)),
-        "index": torch.arange(len(records), dtype=torch.int64),
+        "index": torch.arange(len(signal), dtype=torch.int64),
     }
 
 
-class TensorDictDataset(Dataset):
-    """Rows of a dict of equal-length tensors; fetches whole batches at once via __getitems__."""
+class RecordsDataset(Dataset):
+    """One split: ``rows`` of ``records``, read and normalised a whole batch at a time (``__getitems__``).
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        lengths = {len(v) for v in tensors.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"tensors have different lengths {lengths}")
-        self.tensors = tensors
-        self.length = lengths.pop()
+    Nothing is copied up front: in memory or memory-mapped, a batch gathers its rows when asked for.
+    ``index`` in a batch is the position within the split (0 … len − 1). A memory-mapped signal's
+    rows are read from its file (``read_rows``), so however long the epoch and however large the
+    cohort, a batch adds only its own rows to the resident set.
+    """
+
+    def __init__(self, records: ABRRecords, rows: np.ndarray, stats: NormalizationStats):
+        self.records = records
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.stats = stats
         self.metadata: dict | None = None  # normalisation/target statistics, set for the training split
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[i] for k, v in self.tensors.items()}
+        return {k: v[0] for k, v in self.__getitems__([i]).items()}
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.int64)
-        return {k: v[idx] for k, v in self.tensors.items()}
+        idx = np.asarray(indices, dtype=np.int64)
+        batch = records_to_tensors(self.records, self.stats, self.rows[idx])
+        batch["index"] = torch.from_numpy(idx)
+        return batch
 
 
 class EpochShuffleSampler(Sampler[int]):
     """A permutation that depends only on (seed, epoch): a resumed run sees the same order as an
-    uninterrupted one (Lightning calls ``set_epoch`` before every epoch)."""
+    uninterrupted one (Lightning calls ``set_epoch`` before every epoch).
 
-    def __init__(self, n: int, seed: int):
+    With ``num_replicas`` > 1 (DDP) rank r takes every num_replicas-th position of the same
+    permutation starting at r, after cutting it to a multiple of num_replicas: the ranks' shards are
+    disjoint and equal in size, no row is seen twice in an epoch, and the ``n mod num_replicas``
+    rows at the permutation's end (different ones each epoch) are left out of that epoch — torch's
+    ``DistributedSampler(drop_last=True)``, with no padding by repeated rows.
+    """
+
+    def __init__(self, n: int, seed: int, num_replicas: int = 1, rank: int = 0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
         self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.num_replicas
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        perm = torch.randperm(self.n, generator=g)
+        if self.num_replicas > 1:
+            perm = perm[: len(self) * self.num_replicas][self.rank::self.num_replicas]
+        return iter(perm.tolist())
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches of one DDP rank: every row exactly once across ranks, in order, with the
+    same number of batches on every rank (no padding by repeated rows; a batch may hold one row
+    fewer than another). Rank r takes rows r, r + W, r + 2W, … split into B near-equal batches,
+    B = ceil(ceil(n / W) / batch_size) (capped at the smallest shard, so no batch is empty)."""
+
+    def __init__(self, n: int, batch_size: int, num_replicas: int, rank: int):
+        if n < num_replicas:
+            raise DataError(f"a split of {n} recordings cannot be shared by {num_replicas} processes: "
+                            f"every process needs at least one")
+        self.rows = np.arange(rank, n, num_replicas)
+        n_batches = min(math.ceil(math.ceil(n / num_replicas) / batch_size), n // num_replicas)
+        self.batches = [b.tolist() for b in np.array_split(self.rows, n_batches)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
 
 
 def _identity_collate(batch):
@@ -113,7 +168,7 @@ class ABRDataModule(L.LightningDataModule):
         self.records: ABRRecords | None = None
         self.split: Split | None = None
         self.stats: NormalizationStats | None = None
-        self._datasets: dict[str, TensorDictDataset] = {}
+        self._datasets: dict[str, RecordsDataset] = {}
 
     # --------------------------------------------------------------- loading
     def load(self) -> ABRRecords:
@@ -132,12 +187,15 @@ class ABRDataModule(L.LightningDataModule):
             from .readers import load_records
 
             path = str(self.cfg.dataset_path)
-            # .npz and legacy .pkl carry their own time base (checked below); the others are
-            # resampled and cut to the model's.
+            # .npz, records directories and legacy .pkl carry their own time base (checked below);
+            # the others are resampled and cut to the model's.
             time_base = {} if path.lower().endswith((".npz", ".pkl", ".pickle")) else {
                 "signal_length": self.cfg.signal_length, "sampling_rate_hz": self.cfg.sampling_rate_hz}
             table = {"polarity": self.cfg.table.polarity, "max_sweeps_rejected": self.cfg.table.max_sweeps_rejected}
-            rec = load_records(path, table_options=table, **time_base)
+            if is_records_dir(path):  # memory-mapped, read a batch at a time; validated in chunks on opening
+                rec = ABRRecords.load(path, mmap=True)
+            else:
+                rec = load_records(path, table_options=table, **time_base)
         rec.validate()
         if rec.n_samples != self.cfg.signal_length or abs(rec.sampling_rate_hz - self.cfg.sampling_rate_hz) > 1e-6:
             raise DataError(
@@ -152,11 +210,9 @@ class ABRDataModule(L.LightningDataModule):
         self.records = self.load()
         s = self.cfg.splits
         self.split = split_records(self.records, s.train_ratio, s.val_ratio, s.test_ratio, seed=s.seed)
-        train = self.records.select(self.split.train)
-        self.stats = NormalizationStats.fit(train, self.cfg.normalization)
+        self.stats = NormalizationStats.fit(self.records, self.cfg.normalization, rows=self.split.train)
         for name in SPLIT_NAMES:
-            part = self.records.select(self.split[name])
-            self._datasets[name] = TensorDictDataset(records_to_tensors(part, self.stats))
+            self._datasets[name] = RecordsDataset(self.records, self.split[name], self.stats)
         self._datasets["train"].metadata = {"normalization": self.stats.to_dict(),
                                             "target_stats": self.target_stats(),
                                             "class_counts": self.class_counts()}
@@ -171,38 +227,56 @@ class ABRDataModule(L.LightningDataModule):
 
     def target_stats(self) -> dict[str, tuple[float, float]]:
         """Mean and SD of the regression targets on the training split (for head normalisation)."""
-        train = self.split_records("train")
+        self._require_setup()
         out = {}
         for name in ("v_latency_ms", "v_amplitude_uv", "threshold_db"):
-            v = getattr(train, name)
+            v = getattr(self.records, name)[self.split.train]
             v = v[np.isfinite(v)]
             out[name] = (float(v.mean()), float(max(v.std(), 1e-3))) if v.size else (0.0, 1.0)
         return out
 
     def class_counts(self) -> np.ndarray:
         """Recordings per class in the training split (for class weights)."""
-        hl = self.split_records("train").hearing_loss
+        self._require_setup()
+        hl = self.records.hearing_loss[self.split.train]
         return np.bincount(hl[hl >= 0].astype(np.int64), minlength=5)
 
     def _require_setup(self) -> None:
         if self.records is None:
             raise RuntimeError("ABRDataModule.setup() has not run")
 
-    def _loader(self, name: str, train: bool) -> DataLoader:
+    def _replicas(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _loader(self, name: str, train: bool, *, shard: bool = True) -> DataLoader:
         self._require_setup()
         dl = self.cfg.dataloader
         ds = self._datasets[name]
+        world, rank = self._replicas() if shard else (1, 0)
+        common = {"num_workers": dl.num_workers, "pin_memory": dl.pin_memory,
+                  "persistent_workers": dl.num_workers > 0, "collate_fn": _identity_collate}
+        if not train and world > 1:
+            return DataLoader(ds, batch_sampler=ShardedBatchSampler(len(ds), dl.batch_size, world, rank), **common)
         sampler = None
         if train and dl.balanced_sampler:
-            weights = class_balanced_weights(self.split_records(name).hearing_loss)
-            sampler = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(ds), replacement=True,
-                                            generator=torch.Generator().manual_seed(self.seed))
+            weights = class_balanced_weights(self.records.hearing_loss[self.split[name]])
+            # Drawn with replacement: each rank draws its share with its own generator.
+            sampler = WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(ds) // world,
+                                            replacement=True,
+                                            generator=torch.Generator().manual_seed(self.seed + 7919 * rank))
         elif train:
-            sampler = EpochShuffleSampler(len(ds), self.seed)
+            sampler = EpochShuffleSampler(len(ds), self.seed, world, rank)
+        per_rank = len(ds) // world
         return DataLoader(ds, batch_size=dl.batch_size, sampler=sampler,
-                          drop_last=train and dl.drop_last and len(ds) > dl.batch_size,
-                          num_workers=dl.num_workers, pin_memory=dl.pin_memory,
-                          persistent_workers=dl.num_workers > 0, collate_fn=_identity_collate)
+                          drop_last=train and dl.drop_last and per_rank > dl.batch_size, **common)
+
+    def full_dataloader(self, name: str) -> DataLoader:
+        """The whole split ``name`` in order on this process alone (not sharded across DDP ranks)."""
+        return self._loader(name, train=False, shard=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -15,6 +15,22 @@ from ..errors import DataError
 from .records import STATIC_FIELDS, ABRRecords
 
 _MAD_TO_SD = 1.4826  # median absolute deviation → standard deviation for Gaussian data
+#: Largest |signal| in model units (multiples of the training scale) the model is given: far beyond
+#: any recording (1e9 × 0.1 µV = 100 V), below where its float32 arithmetic overflows (~1e19).
+MAX_MODEL_UNITS = 1e9
+#: Rows the signal scale is fitted on at most: 50,000 rows keep a clinic-sized cohort's scale exact
+#: (its training split is ≈36k rows); a larger cohort is sampled, 10M values (40 MB) at 200 samples.
+FIT_MAX_SIGNAL_ROWS = 50_000
+
+
+def _signal_sample(records: ABRRecords, rows: np.ndarray, max_rows: int) -> np.ndarray:
+    """A float32 copy of the signal of ``rows`` (at most ``max_rows`` evenly spaced ones), read row by row
+    from a memory-mapped file (nothing else of the file becomes resident)."""
+    from .records_dir import read_rows
+
+    if len(rows) > max_rows:
+        rows = rows[np.linspace(0, len(rows) - 1, max_rows).round().astype(np.int64)]
+    return read_rows(records.signal, rows).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -26,22 +42,35 @@ class NormalizationStats:
     signal_unit: str = "uV"
 
     @classmethod
-    def fit(cls, records: ABRRecords, mode: str = "global_robust") -> NormalizationStats:
-        """Fit on (training) records."""
-        if len(records) == 0:
+    def fit(cls, records: ABRRecords, mode: str = "global_robust", *, rows: np.ndarray | None = None,
+            max_signal_rows: int = FIT_MAX_SIGNAL_ROWS) -> NormalizationStats:
+        """Fit on (training) records, or on their ``rows`` (indices) without copying the rest.
+
+        The signal scale is exact up to ``max_signal_rows`` rows; above that it is fitted on that many
+        evenly spaced rows (records are ordered by patient, so every part of the cohort is in the
+        sample), read in chunks: a memory-mapped cohort of any size is never read whole. Static
+        statistics always use every row.
+        """
+        rows = np.arange(len(records)) if rows is None else np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        if len(rows) == 0:
             raise DataError("cannot fit normalisation on zero recordings")
         if mode == "global_robust":
-            x = records.signal
-            scale = float(_MAD_TO_SD * np.median(np.abs(x - np.median(x))))
+            x = _signal_sample(records, rows, max_signal_rows)
+            sd = float(np.std(x))
+            x -= np.median(x)  # in place: one copy of the sample at a time
+            np.abs(x, out=x)
+            scale = float(_MAD_TO_SD * np.median(x, overwrite_input=True))
             if not np.isfinite(scale) or scale <= 0:
-                scale = float(np.std(x))
+                scale = sd
             if not np.isfinite(scale) or scale <= 0:
                 raise DataError("signals are constant; cannot fit a signal scale", file=records.source or None)
         elif mode in ("per_sample", "none"):
             scale = 1.0
         else:
             raise DataError(f"unknown normalisation mode {mode!r}")
-        static = records.static.astype(np.float64)
+        static = np.stack([getattr(records, f)[rows] for f in STATIC_FIELDS], axis=1).astype(np.float64)
         mean = np.zeros(4)
         std = np.ones(4)
         for i in range(4):
@@ -55,12 +84,23 @@ class NormalizationStats:
 
     # --------------------------------------------------------------- transforms
     def normalize_signal(self, signal: np.ndarray) -> np.ndarray:
-        signal = np.asarray(signal, np.float32)
-        if self.mode == "per_sample":
-            mu = signal.mean(axis=-1, keepdims=True)
-            sd = signal.std(axis=-1, keepdims=True)
-            return ((signal - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
-        return (signal / self.signal_scale).astype(np.float32)
+        """Model units; a signal too large to scale (|x| beyond float32 after scaling) is a DataError,
+        not NaN predictions: a finite 1e30 µV (a unit mistake) must not pass silently."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            signal = np.asarray(signal, np.float32)
+            if self.mode == "per_sample":
+                mu = signal.mean(axis=-1, keepdims=True)
+                sd = signal.std(axis=-1, keepdims=True)
+                out = ((signal - mu) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+            else:
+                out = (signal / self.signal_scale).astype(np.float32)
+        bad = ~(np.abs(out) <= MAX_MODEL_UNITS)  # NaN compares False: caught too
+        if bad.any():
+            rows = bad.reshape(-1, out.shape[-1] if out.ndim else 1).any(axis=-1)
+            raise DataError(f"signal row {int(np.argmax(rows))} is beyond {MAX_MODEL_UNITS:g} model units after "
+                            f"scaling (scale {self.signal_scale:g} {self.signal_unit}): values too large or NaN/inf; "
+                            "check the signal unit", field="signal")
+        return out
 
     def denormalize_signal(self, signal: np.ndarray) -> np.ndarray:
         """Back to the records' unit (µV for global scaling; per-sample z-scores cannot be undone)."""

@@ -122,10 +122,15 @@ class ABRRecords:
             self.wave_amplitude_uv[:, 2] = np.asarray(self.v_amplitude_uv, np.float32)
         if self.session_id is None:
             self.session_id = np.full(n, "", dtype="<U1")
-        self.signal = np.asarray(self.signal, dtype=np.float32)
+        # A read-only memory map of the right dtype (a records directory) is kept as it is: no copy.
+        if not _is_mapped(self.signal, np.float32):
+            self.signal = np.asarray(self.signal, dtype=np.float32)
         self.sampling_rate_hz = float(self.sampling_rate_hz)
         for name, (dtype, _) in _ROW_FIELDS.items():
-            value = np.asarray(getattr(self, name))
+            value = getattr(self, name)
+            if _is_mapped(value, dtype):
+                continue
+            value = np.asarray(value)
             if dtype is np.str_:
                 value = value.astype(str)
             elif dtype is np.bool_:
@@ -133,11 +138,26 @@ class ABRRecords:
             else:
                 value = value.astype(dtype)
             setattr(self, name, value)
-        self.extra = {k: np.asarray(v) for k, v in self.extra.items()}
+        self.extra = {k: v if isinstance(v, np.memmap) else np.asarray(v) for k, v in self.extra.items()}
+
+    def __reduce_ex__(self, protocol):
+        # Records memory-mapped from a directory pickle as its path (a DataLoader worker or a spawned
+        # process maps the files again) instead of as a copy of every array.
+        from .records_dir import _reopen, maps_directory
+
+        path = maps_directory(self)
+        if path is not None:
+            return _reopen, (path,)
+        return super().__reduce_ex__(protocol)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
         return int(self.signal.shape[0])
+
+    @property
+    def is_memory_mapped(self) -> bool:
+        """True when the signal is read from a records directory's file rather than held in memory."""
+        return isinstance(self.signal, np.memmap)
 
     @property
     def n_samples(self) -> int:
@@ -223,16 +243,21 @@ class ABRRecords:
         if self.threshold_source not in THRESHOLD_SOURCES:
             raise DataError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got "
                             f"{self.threshold_source!r}", file=src, field="threshold_source")
-        bad = ~np.isfinite(self.signal).all(axis=1)
-        if bad.any():
-            raise DataError("signal contains NaN or inf", file=src, row=int(np.argmax(bad)), field="signal")
+        from .records_dir import CHUNK_ROWS, release_pages
+
+        for start in range(0, n, CHUNK_ROWS):  # in chunks: a memory-mapped signal is never read whole
+            bad = ~np.isfinite(self.signal[start:start + CHUNK_ROWS]).all(axis=1)
+            release_pages(self.signal)
+            if bad.any():
+                raise DataError("signal contains NaN or inf", file=src, row=start + int(np.argmax(bad)),
+                                field="signal")
         for name, (_, trailing) in _ROW_FIELDS.items():
             arr = getattr(self, name)
             if arr.shape != (n, *trailing):
                 raise DataError(f"expected shape {(n, *trailing)}, got {arr.shape}", file=src, field=name)
         for name, arr in self.extra.items():
-            if len(arr) != n:
-                raise DataError(f"extra field has {len(arr)} rows, expected {n}", file=src, field=name)
+            if arr.ndim == 0 or len(arr) != n:
+                raise DataError(f"extra field has shape {arr.shape}, expected {n} rows", file=src, field=name)
         for name, (lo, hi) in _RANGES.items():
             arr = getattr(self, name)
             finite = np.isfinite(arr)
@@ -291,9 +316,29 @@ class ABRRecords:
             np.savez_compressed(fh, **arrays)
         return path
 
+    def save_dir(self, path: str | os.PathLike, *, chunk_rows: int = 65536) -> Path:
+        """Write a records directory (one ``.npy`` per field, memory-mappable; see ``records_dir``)."""
+        from .records_dir import RecordsDirWriter
+
+        widths = {name: getattr(self, name).dtype.itemsize // 4 for name in _ROW_FIELDS
+                  if getattr(self, name).dtype.kind == "U"}
+        widths.update({f"extra__{k}": v.dtype.itemsize // 4 for k, v in self.extra.items() if v.dtype.kind == "U"})
+        with RecordsDirWriter(path, string_widths=widths, source=self.source) as writer:
+            for start in range(0, max(len(self), 1), chunk_rows):
+                writer.append(self.select(slice(start, start + chunk_rows)))
+        return writer.path
+
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ABRRecords:
-        """Read an abrflow ``.npz`` (no pickle: object arrays are refused)."""
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> ABRRecords:
+        """Read an abrflow ``.npz`` or records directory (no pickle: object arrays are refused).
+
+        A records directory is memory-mapped (read-only) unless ``mmap`` is false; an ``.npz`` is
+        always read into memory.
+        """
+        from .records_dir import is_records_dir, load_records_dir
+
+        if is_records_dir(path):
+            return load_records_dir(path, mmap=mmap)
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -347,6 +392,13 @@ class ABRRecords:
 
     def replace(self, **changes) -> ABRRecords:
         return dataclasses.replace(self, **changes)
+
+
+def _is_mapped(value: object, dtype: type) -> bool:
+    """A memory-mapped array already of the field's dtype (strings: any fixed-width unicode)."""
+    if not isinstance(value, np.memmap):
+        return False
+    return value.dtype.kind == "U" if dtype is np.str_ else value.dtype == np.dtype(dtype)
 
 
 def empty_rows(n: int) -> dict[str, np.ndarray]:

@@ -88,7 +88,8 @@ class ThresholdEmbedding(nn.Module):
     def forward(self, threshold_db: Tensor) -> Tensor:
         null, no_resp = torch.isnan(threshold_db), torch.isposinf(threshold_db)
         finite = torch.where(null | no_resp, torch.zeros_like(threshold_db), threshold_db)
-        if not torch.isfinite(finite).all():
+        # Checked in eager mode only: a data-dependent branch would split a torch.compile graph.
+        if not torch.compiler.is_compiling() and not torch.isfinite(finite).all():
             raise ValueError("threshold_db may be finite, NaN (unknown) or +inf (no response), not -inf")
         emb = self.value((finite / self.scale_db)[:, None])
         emb = torch.where(no_resp[:, None], self.no_response, emb)

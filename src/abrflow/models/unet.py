@@ -148,7 +148,8 @@ class HierarchicalUNet(nn.Module):
             idx = null
             if hearing_loss is not None:
                 idx = torch.as_tensor(hearing_loss, device=device).long().expand(batch)
-                if ((idx < -1) | (idx >= self.n_classes)).any():
+                # Eager mode only: a data-dependent branch would split a torch.compile graph.
+                if not torch.compiler.is_compiling() and ((idx < -1) | (idx >= self.n_classes)).any():
                     raise ValueError(f"hearing_loss must be in [-1, {self.n_classes - 1}] (−1 = unconditional)")
                 idx = torch.where(idx < 0, null, idx)
             if drop_all is not None:

@@ -81,6 +81,8 @@ class CalibrationCallback(Callback):
     @staticmethod
     def _val_loader(trainer: L.Trainer):
         dm = getattr(trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "full_dataloader"):
+            return dm.full_dataloader("val")  # the whole split: not limited by limit_val_batches, not sharded
         if dm is not None and hasattr(dm, "val_dataloader"):
             return dm.val_dataloader()  # the whole split, not limited by limit_val_batches
         loaders = trainer.val_dataloaders
