@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.abrflow-installed
 # Two workers, one file per worker at a time (module fixtures such as a trained checkpoint are built once).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test fuzz demo lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ venv: $(STAMP)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The property-based fault tests with 1000 generated cases per target (`make test` runs 30, derandomized);
+# cases run and escapes per target are printed at the end and written to .hypothesis/fuzz_counts.json.
+FUZZ_TESTS ?= tests/test_fuzz_readers.py tests/test_fuzz_config.py tests/test_fuzz_inference.py
+fuzz: venv
+	mkdir -p .hypothesis
+	HYPOTHESIS_PROFILE=fuzz ABRFLOW_FUZZ_COUNTS=.hypothesis/fuzz_counts.json $(BIN)/python -m pytest $(PYTEST_ARGS) $(FUZZ_TESTS)
 
 demo: venv
 	$(BIN)/python run_training_demo.py

@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from abrflow.data.records import ABRRecords, empty_rows
 
 # Under pytest-xdist each worker gets one core's worth of threads (no oversubscription on 2 cores).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+# Property-based fault tests: few derandomized examples in `make test`; HYPOTHESIS_PROFILE=fuzz (`make fuzz`)
+# runs 1000 random ones per target. Counts per target are printed at the end (tests/fuzz_support.py).
+settings.register_profile("default", max_examples=30, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("fuzz", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_sessionfinish(session):
+    from . import fuzz_support
+
+    counts = {"cases": dict(fuzz_support.CASES), "escapes": dict(fuzz_support.ESCAPES)}
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand the counts to the controller
+        session.config.workeroutput["abrflow_fuzz"] = json.dumps(counts)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    from . import fuzz_support
+
+    counts = json.loads(getattr(node, "workeroutput", {}).get("abrflow_fuzz", "{}") or "{}")
+    fuzz_support.CASES.update(counts.get("cases", {}))
+    fuzz_support.ESCAPES.update(counts.get("escapes", {}))
+
+
+def pytest_terminal_summary(terminalreporter):
+    from . import fuzz_support
+
+    if not fuzz_support.CASES:
+        return
+    terminalreporter.section(f"generated fault cases ({settings.default.max_examples} examples per test)")
+    for target, n in sorted(fuzz_support.CASES.items()):
+        terminalreporter.write_line(f"{target:28s} {n:6d} cases, {fuzz_support.ESCAPES[target]} escaped")
+    if os.environ.get("ABRFLOW_FUZZ_COUNTS"):
+        counts = {"cases": dict(fuzz_support.CASES), "escapes": dict(fuzz_support.ESCAPES)}
+        Path(os.environ["ABRFLOW_FUZZ_COUNTS"]).write_text(json.dumps(counts, indent=1, sort_keys=True))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

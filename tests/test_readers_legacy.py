@@ -192,17 +192,21 @@ def _payloads(marker):
     touch = f"open({str(marker)!r}, 'w').close()"
     return {
         "posix.system": _Payload(os.system, f"touch {marker}"),
+        "os.popen": _Payload(os.popen, f"touch {marker}"),
         "subprocess.Popen": _Payload(subprocess.Popen, ["touch", str(marker)]),
+        "subprocess.check_output": _Payload(subprocess.check_output, ["touch", str(marker)]),
         "builtins.eval": _Payload(builtins.eval, touch),
         "builtins.exec": _Payload(builtins.exec, touch),
         "builtins.getattr": _Payload(getattr, _Payload(builtins.__import__, "os"), "system"),
         "builtins.__import__": _Payload(builtins.__import__, "os"),
+        "io.open": _Payload(builtins.open, str(marker), "w"),
     }
 
 
-@pytest.mark.parametrize("name", ["posix.system", "subprocess.Popen", "builtins.eval", "builtins.exec",
-                                  "builtins.getattr", "builtins.__import__"])
-@pytest.mark.parametrize("where", ["top", "metadata", "record", "signal"])
+@pytest.mark.parametrize("name", ["posix.system", "os.popen", "subprocess.Popen", "subprocess.check_output",
+                                  "builtins.eval", "builtins.exec", "builtins.getattr", "builtins.__import__",
+                                  "io.open"])
+@pytest.mark.parametrize("where", ["top", "metadata", "record", "signal", "object_array", "dict_key"])
 def test_hostile_payload_is_refused_without_running(tmp_path, name, where):
     marker = tmp_path / "pwned"
     payload = _payloads(marker)[name]
@@ -213,12 +217,30 @@ def test_hostile_payload_is_refused_without_running(tmp_path, name, where):
         container["metadata"] = {"notes": [1, {"deep": (payload,)}]}
     elif where == "record":
         container["data"][1]["extra"] = [payload]
-    else:
+    elif where == "signal":
         container["data"][2]["signal"] = payload
+    elif where == "object_array":  # inside a NumPy object array, inside a dict
+        container["metadata"] = {"arrays": np.array([1.5, "x", payload], dtype=object)}
+    else:
+        container["metadata"] = {(1, payload): "key"}
     path = _write(tmp_path / "evil.pkl", container)
     err = _error(path)
     assert name in str(err) and "refused" in str(err)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload, message", [
+    (_Payload(bytearray, 2**40), "bytearray(size)"),                   # 1 TiB of zeros from 10 bytes
+    (_Payload(bytes, 2**40), "bytes(size)"),
+    (_Payload(list, range(2**62)), "refused to load 'builtins.range'"),
+    (_Payload(np.ndarray, (2**40,)), "numpy.ndarray(shape) called directly"),
+    (_Payload(np.ndarray.__reduce__(np.zeros(1))[0], np.ndarray, (2**40,), b"b"), "_reconstruct is only allowed"),
+])
+def test_memory_bombs_are_refused_before_allocating(tmp_path, payload, message):
+    """A few bytes that name an allowed constructor with a huge size must not allocate that size."""
+    container, _ = _legacy(n=3)
+    container["metadata"] = {"bomb": [payload]}
+    assert message in str(_error(_write(tmp_path / "bomb.pkl", container)))
 
 
 def test_hand_written_os_system_global_is_refused(tmp_path):

@@ -67,13 +67,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if n_patients < 1:
         raise AbrflowError(f"--patients must be ≥ 1, got {n_patients}")
     start = time.perf_counter()
-    records = simulate_cohort(n_patients=n_patients, seed=seed, sampling_rate_hz=cfg.data.sampling_rate_hz,
-                              signal_length=cfg.data.signal_length,
-                              alternate_polarity=cfg.data.synthetic.alternate_polarity,
-                              artifact_rate=cfg.data.synthetic.artifact_rate)
+    options = {"sampling_rate_hz": cfg.data.sampling_rate_hz, "signal_length": cfg.data.signal_length,
+               "alternate_polarity": cfg.data.synthetic.alternate_polarity,
+               "artifact_rate": cfg.data.synthetic.artifact_rate}
+    if args.out_dir:  # any size: simulated and written a chunk of patients at a time, then memory-mapped
+        from .data.records import ABRRecords
+        from .data.synthetic import simulate_cohort_to_dir
+
+        path = simulate_cohort_to_dir(args.out_dir, n_patients, seed, chunk_patients=args.chunk_patients, **options)
+        records = ABRRecords.load(path, mmap=True)
+    else:
+        records = simulate_cohort(n_patients=n_patients, seed=seed, **options)
     seconds = time.perf_counter() - start
     summary = records.summary()
-    if args.out:
+    if args.out_dir:
+        summary["saved_to"] = str(path)
+    elif args.out:
         path = records.save(args.out)
         summary["saved_to"] = str(path)
     summary["seconds"] = round(seconds, 3)
@@ -82,7 +91,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     else:
         print(f"Synthetic cohort (seed {seed}, {n_patients} patients) in {seconds:.1f} s")
         print(format_summary(summary))
-        if args.out:
+        if "saved_to" in summary:
             print(f"saved:            {summary['saved_to']}")
     return 0
 
@@ -601,7 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim = sub.add_parser("simulate", help="simulate a synthetic ABR cohort and print its summary")
     p_sim.add_argument("--patients", type=int, help="number of patients (default: data.synthetic.n_patients)")
     p_sim.add_argument("--seed", type=int, help="cohort seed (default: data.synthetic.seed)")
-    p_sim.add_argument("--out", help="write the records to this .npz")
+    out = p_sim.add_mutually_exclusive_group()
+    out.add_argument("--out", help="write the records to this .npz")
+    out.add_argument("--out_dir", help="write a memory-mapped records directory (for cohorts beyond memory; "
+                                       "train with data.source=file data.dataset_path=DIR)")
+    p_sim.add_argument("--chunk_patients", type=int, default=2000,
+                       help="with --out_dir: patients simulated and written at a time (default 2000)")
     p_sim.add_argument("--config", help="YAML file for the time base and simulator options")
     p_sim.add_argument("--json", action="store_true", help="print the summary as JSON")
     p_sim.add_argument("overrides", nargs="*", help="dotlist overrides")
@@ -655,7 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AbrflowError as exc:
-        print(f"abrflow: error: {exc}", file=sys.stderr)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())  # always one line
+        print(f"abrflow: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("abrflow: interrupted", file=sys.stderr)

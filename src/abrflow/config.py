@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +181,7 @@ class TrainingConfig:
     checkpoint_every_n_epochs: int = 10
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
+    nonfinite_loss: str = "stop"
 
 
 @dataclass
@@ -209,6 +211,7 @@ class HardwareConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     compile: bool = False
+    compile_backend: str = "inductor"
     precision: Optional[str] = None
 
 
@@ -246,6 +249,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.optimizer.type": ("adamw", "adam", "sgd"),
     "training.scheduler.type": ("cosine_annealing_warm_restarts", "one_cycle", "reduce_on_plateau", "abr", "constant"),
     "training.early_stopping.mode": ("min", "max"),
+    "training.nonfinite_loss": ("stop", "skip"),
     "loss.classification_loss": ("weighted_ce", "ce", "focal"),
     "loss.regression_loss": ("gaussian_nll", "huber"),
     "hardware.device": ("auto", "cpu", "cuda", "gpu", "mps"),
@@ -298,6 +302,16 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "training.ema.decay": (0, 1, False),
     "training.checkpoint_every_n_epochs": (1, None, True),
     "loss.focal_gamma": (0, None, True),
+    "loss.weights.diffusion": (0, None, True),
+    "loss.weights.peak_exist": (0, None, True),
+    "loss.weights.peak_latency": (0, None, True),
+    "loss.weights.peak_amplitude": (0, None, True),
+    "loss.weights.classification": (0, None, True),
+    "loss.weights.threshold": (0, None, True),
+    "training.early_stopping.min_delta": (0, None, True),
+    "project.seed": (0, 2**32 - 1, True),  # the seeds NumPy and Lightning accept
+    "data.splits.seed": (0, 2**32 - 1, True),
+    "data.synthetic.seed": (0, 2**32 - 1, True),
     "hardware.num_nodes": (1, None, True),
     "logging.log_every_n_steps": (1, None, True),
 }
@@ -333,16 +347,21 @@ def _suggest(key: str) -> str:
     return f"; did you mean {near[0]}?" if near else ""
 
 
-def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
+def _merge(base: DictConfig, other: Any, origin: str, key: str | None = None) -> DictConfig:
+    """``base`` updated by ``other``; ``key``: the dotted key being set, named when OmegaConf names none."""
     try:
         return OmegaConf.merge(base, other)
+    except TypeError as exc:  # a mapping given where a list belongs, or the reverse
+        raise ConfigError(f"{origin}: invalid value for '{key or '?'}': {exc}") from None
     except ConfigKeyError as exc:
         key = exc.full_key or str(exc.key)
         raise ConfigError(f"{origin}: unknown config key '{key}'{_suggest(key)}") from None
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: invalid value for '{exc.full_key}': {str(exc.msg).splitlines()[0]}") from None
+        named = exc.full_key if exc.full_key and exc.full_key != "None" else key
+        raise ConfigError(f"{origin}: invalid value for '{named}': {str(exc.msg).splitlines()[0]}") from None
     except OmegaConfBaseException as exc:
-        raise ConfigError(f"{origin}: {str(exc).splitlines()[0]}") from None
+        named = f"'{key}': " if key and key not in origin else ""
+        raise ConfigError(f"{origin}: {named}{str(exc).splitlines()[0]}") from None
 
 
 def _parse_scalar(text: str) -> Any:
@@ -390,7 +409,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         try:
             raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
+        except OSError as exc:
+            raise ConfigError(f"{p}: cannot read the file ({exc.strerror or exc})") from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -404,14 +427,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             raise ConfigError(f"override '{item}' must look like section.key=value")
         key, value = item.split("=", 1)
         key = key.strip().lstrip("+")
-        cfg = _merge(cfg, _nested(key, _parse_scalar(value)), f"override '{item}'")
+        cfg = _merge(cfg, _nested(key, _parse_scalar(value)), f"override '{item}'", key)
     validate_config(cfg)
     return cfg
 
 
 def set_value(cfg: DictConfig, key: str, value: Any, origin: str = "argument") -> DictConfig:
     """Set one dotted key with the same checks as an override, then re-validate."""
-    new = _merge(cfg, _nested(key, value), origin)
+    new = _merge(cfg, _nested(key, value), origin, key)
     validate_config(new)
     return new
 
@@ -421,6 +444,11 @@ def set_value(cfg: DictConfig, key: str, value: Any, origin: str = "argument") -
 
 def validate_config(cfg: DictConfig) -> None:
     """Range and consistency checks that types alone cannot express."""
+    try:  # an interpolation such as ${foo} that does not resolve is named here, not as an OmegaConf error
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"{key}: cannot resolve its value ({str(exc).splitlines()[0]})") from None
     for key, choices in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in choices:
@@ -431,8 +459,8 @@ def validate_config(cfg: DictConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} = {value!r} must be a number")
-        if value != value:  # NaN
-            raise ConfigError(f"{key} = {value!r} must be a number, not NaN")
+        if not math.isfinite(value):  # NaN or ±inf: no option of abrflow means "infinitely much"
+            raise ConfigError(f"{key} = {value!r} must be a finite number")
         if lo is not None and (value < lo if lo_incl else value <= lo):
             raise ConfigError(f"{key} = {value!r} is out of range: must be {'≥' if lo_incl else '>'} {lo}")
         if hi is not None and value > hi:
@@ -468,9 +496,14 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.hardware.precision not in (None, "32-true", "bf16-mixed", "16-mixed", "64-true"):
         raise ConfigError(f"hardware.precision = {cfg.hardware.precision!r} is not one of "
                           "[null, '32-true', 'bf16-mixed', '16-mixed', '64-true']")
+    for key in ("training.limit_train_batches", "training.limit_val_batches"):
+        value = OmegaConf.select(cfg, key)  # Lightning: a fraction in (0, 1] or a whole number of batches
+        if value is not None and not (math.isfinite(value) and value > 0 and (value <= 1 or float(value).is_integer())):
+            raise ConfigError(f"{key} = {value!r} must be a fraction in (0, 1] or a whole number of batches ≥ 1")
     devices = cfg.hardware.devices
     if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
-            or isinstance(devices, (list, ListConfig))):
+            or (isinstance(devices, (list, ListConfig)) and len(devices) > 0
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices))):
         raise ConfigError(f"hardware.devices = {devices!r} must be 'auto', a count ≥ 1 or a list of ids")
 
 

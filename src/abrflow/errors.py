@@ -37,3 +37,7 @@ class DataError(AbrflowError, ValueError):
 
 class CheckpointError(AbrflowError):
     """A checkpoint is missing, corrupted, unsafe or from an incompatible version."""
+
+
+class NonFiniteLossError(AbrflowError):
+    """Training met a NaN/inf loss (``training.nonfinite_loss: stop``); the message names the step and term."""

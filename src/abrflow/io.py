@@ -36,6 +36,31 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", encoding: str | None 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(folder: str | os.PathLike) -> None:
+    """Make a rename in ``folder`` durable (the file's data is already synced); best effort where the
+    platform cannot open folders (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_replace(written: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Publish a file some library wrote in full (``written``, in ``path``'s folder) as ``path``:
+    fsync its data, rename it over ``path``, fsync the folder."""
+    with open(written, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(written, path)
+    fsync_directory(Path(path).parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

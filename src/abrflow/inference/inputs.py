@@ -175,6 +175,8 @@ def _read_json(path: Path) -> StaticInputs:
         raise DataError(f"cannot read the file ({exc})", file=file) from None
     except json.JSONDecodeError as exc:
         raise DataError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=file) from None
+    except RecursionError:
+        raise DataError("not valid JSON for static inputs (nested too deeply)", file=file) from None
     if isinstance(data, dict):
         for key in ("patients", "inputs", "static"):
             if key in data:
@@ -210,8 +212,16 @@ def _read_csv(path: Path) -> StaticInputs:
 
 def _read_npz(path: Path) -> StaticInputs:
     file = str(path)
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DataError(f"object arrays are refused: they only load by unpickling, which could run code "
+                            f"from the file ({exc}); store numbers", file=file) from None
+        raise DataError(f"not a readable .npz file ({exc})", file=file) from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError, OSError: a damaged archive
+        raise DataError(f"not a readable .npz file ({type(exc).__name__}: {exc})", file=file) from None
     for key in ("patients", "inputs", "static"):
         if key in arrays:
             arrays = {key: arrays[key]}

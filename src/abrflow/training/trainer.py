@@ -28,6 +28,7 @@ from ..data.datamodule import ABRDataModule
 from ..errors import AbrflowError
 from ..io import atomic_write_text
 from .calibration import CalibrationCallback
+from .checkpoint_io import AtomicCheckpointIO
 from .module import ABRLightningModule
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class PeriodicCheckpoint(Callback):
         done = trainer.current_epoch + 1
         if trainer.sanity_checking or done % self.every:
             return
-        trainer.save_checkpoint(self.dirpath / f"checkpoint_epoch_{done}.pt")
+        trainer.save_checkpoint(self.dirpath / f"checkpoint_epoch_{done}.pt", weights_only=False)  # full state
 
 
 class HistoryWriter(Callback):
@@ -171,7 +172,7 @@ class ABRTrainer:
         if self.overfit_batches:
             self.module.fixed_train_noise_seed = int(self.cfg.project.seed)
         if self.cfg.hardware.compile:
-            self.module.model = torch.compile(self.module.model)
+            self.module.model = torch.compile(self.module.model, backend=self.cfg.hardware.compile_backend)
         return self.module
 
     def _loggers(self) -> list:
@@ -233,7 +234,10 @@ class ABRTrainer:
             gradient_clip_val=t.gradient_clip, accumulate_grad_batches=t.accumulation_steps,
             callbacks=self._callbacks(), logger=self._loggers(), log_every_n_steps=lg.log_every_n_steps,
             enable_progress_bar=lg.progress_bar, default_root_dir=str(self.paths.logs),
-            num_sanity_val_steps=0, enable_model_summary=False, **kwargs)
+            num_sanity_val_steps=0, enable_model_summary=False, plugins=[AtomicCheckpointIO()],
+            # ABRDataModule shards its own loaders across DDP ranks (each row once, exact resume);
+            # loaders passed in directly get Lightning's DistributedSampler.
+            use_distributed_sampler=self.datamodule is None, **kwargs)
         return self.trainer
 
     # ------------------------------------------------------------------ running
@@ -254,9 +258,11 @@ class ABRTrainer:
             if resume is not None and not Path(resume).is_file():
                 raise AbrflowError(f"--resume checkpoint not found: {resume}")
             if self.datamodule is not None:
-                trainer.fit(module, datamodule=self.datamodule, ckpt_path=str(resume) if resume else None)
+                trainer.fit(module, datamodule=self.datamodule, ckpt_path=str(resume) if resume else None,
+                            weights_only=True)
             else:
-                trainer.fit(module, self.train_loader, self.val_loader, ckpt_path=str(resume) if resume else None)
+                trainer.fit(module, self.train_loader, self.val_loader, ckpt_path=str(resume) if resume else None,
+                            weights_only=True)
         finally:
             for name in ("abrflow", "lightning.pytorch"):
                 logging.getLogger(name).removeHandler(handler)

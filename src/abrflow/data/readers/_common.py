@@ -19,6 +19,9 @@ from ...errors import ConfigError, DataError
 EAR_NAMES = {"left": "L", "l": "L", "sol": "L", "right": "R", "r": "R", "sağ": "R", "sag": "R"}
 #: Largest denominator of the resampling ratio (target/source rate) that ``resample_poly`` is given.
 MAX_RATIO_DENOMINATOR = 1000
+#: Largest upsampling factor (target/source rate): a lower source rate cannot carry an ABR, and a
+#: huge factor (a damaged rate field) would make ``resample_poly`` build millions of samples.
+MAX_UPSAMPLING = 10
 
 
 def check_time_base(signal_length: int, sampling_rate_hz: float) -> int:
@@ -41,6 +44,9 @@ def resampling_ratio(target_hz: float, source_hz: float) -> Fraction:
     if source_hz == target_hz:
         return Fraction(1)
     exact = target_hz / source_hz
+    if not math.isfinite(exact) or exact > MAX_UPSAMPLING:  # e.g. a damaged 48000 Hz read as 4 Hz
+        raise ValueError(f"source sampling rate {source_hz:g} Hz is too low for the model's {target_hz:g} Hz "
+                         f"(at most {MAX_UPSAMPLING}× upsampling)")
     ratio = Fraction(exact).limit_denominator(MAX_RATIO_DENOMINATOR)
     if ratio == 0 or abs(float(ratio) - exact) > 1e-6 * exact:
         raise ValueError(f"cannot resample {source_hz:g} Hz to {target_hz:g} Hz with a rational ratio of "

@@ -63,6 +63,7 @@ REQUIRED_COLUMNS = ("Date Time", "Accepted", "Rejected", "Stim Rate", "Set Inten
                     *MARK_COLUMNS, "Sweep Delay", "Sampl Interval", "Samples")
 BOTH_EARS = {"both", "binaural", "b", "bilateral"}
 ONSET_TOLERANCE_SAMPLES = 1e-3     # rounding in exported ms values; more is an onset between samples
+MAX_COUNT = 2**53                  # counts (sweeps, samples) above this are damage, not a count (int64, exact floats)
 # ABRRecords field -> export column, so validation errors point at the cell to open.
 FIELD_COLUMNS = {"intensity_db": "Set Intensity", "stimulus_rate_hz": "Stim Rate", "v_latency_ms": "Mark5 Lat",
                  "v_present": "Mark5 Lat", "wave_latency_ms": "Mark1/3/5 Lat", "patient_id": "Patient ID",
@@ -174,7 +175,7 @@ def _number(row: _Row, column: str, file: str, *, required: bool = True) -> floa
 
 def _count(row: _Row, column: str, file: str) -> int:
     value = _number(row, column, file)
-    if not value.is_integer() or value < 0:
+    if not value.is_integer() or not 0 <= value < MAX_COUNT:
         raise DataError(f"expected a whole count, got {row.cells[column]!r}", file=file, row=f"line {row.line}",
                         field=column)
     return int(value)
@@ -232,6 +233,9 @@ def _window(row: _Row, n_columns: int, file: str, *, signal_length: int, samplin
                         field="Sampl Interval") from None
     delay_ms = _number(row, "Sweep Delay", file)
     onset_exact = -delay_ms / interval_ms
+    if not np.isfinite(onset_exact):
+        raise DataError(f"sweep delay {delay_ms} ms is not a usable number of {interval_ms} ms samples", file=file,
+                        row=where, field="Sweep Delay")
     onset = round(onset_exact)
     if abs(onset_exact - onset) > ONSET_TOLERANCE_SAMPLES:
         raise DataError(f"sweep delay {delay_ms} ms is not a whole number of {interval_ms} ms samples, so the "

@@ -28,6 +28,7 @@ import copyreg
 import datetime
 import os
 import pickle
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,6 +77,41 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _bytes(*args: object) -> bytes:
+    """``builtins.bytes`` as pickles use it (from text + codec, or from a list of byte values); a bare
+    size (``bytes(10**10)``) would allocate memory the file does not hold, so it is refused."""
+    if args and isinstance(args[0], int):
+        raise pickle.UnpicklingError("bytes(size) is not part of the legacy format")
+    return bytes(*args)
+
+
+def _bytearray(*args: object) -> bytearray:
+    """``builtins.bytearray`` without the size form (see ``_bytes``)."""
+    if args and isinstance(args[0], int):
+        raise pickle.UnpicklingError("bytearray(size) is not part of the legacy format")
+    return bytearray(*args)
+
+
+class _NdarrayType:
+    """Stands in for the global ``numpy.ndarray``: NumPy pickles only pass it to ``_reconstruct``;
+    called directly (``ndarray(shape)``) it would allocate an array the file does not hold."""
+
+    def __new__(cls, *args: object, **kwargs: object):
+        raise pickle.UnpicklingError("numpy.ndarray(shape) called directly is not part of the legacy format")
+
+
+def _array_reconstruct(core):
+    def reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
+        """``_reconstruct(ndarray, (0,), b'b')`` as NumPy writes it: an empty array that the next
+        opcode fills from the file's own bytes (whose length NumPy checks against the shape)."""
+        if subtype is not _NdarrayType or tuple(shape) != (0,):
+            raise pickle.UnpicklingError("numpy _reconstruct is only allowed as NumPy writes it: "
+                                         "(numpy.ndarray, (0,), …)")
+        return core.multiarray._reconstruct(np.ndarray, (0,), dtype)
+
+    return reconstruct
+
+
 def _reconstructor(cls: type, base: type, state: object) -> object:
     """``copyreg._reconstructor`` (protocols 0/1) restricted to the inert stand-ins."""
     if not (isinstance(cls, type) and issubclass(cls, _FittedAttributes)) or base is not object or state is not None:
@@ -94,7 +130,7 @@ def _numpy_core():
 def _allowed_globals() -> dict[tuple[str, str], object]:
     core = _numpy_core()
     allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NdarrayType,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
         ("copyreg", "_reconstructor"): _reconstructor,
@@ -110,12 +146,15 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     }
     # Pickles written by NumPy 1.x name numpy.core, by NumPy 2.x numpy._core; both mean the same.
     for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = core.multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "_reconstruct")] = _array_reconstruct(core)
         allowed[(f"{package}.multiarray", "scalar")] = core.multiarray.scalar
         allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
-    for name in ("set", "frozenset", "slice", "complex", "bytearray", "bytes", "range",
-                 "list", "dict", "tuple", "int", "float", "str", "bool", "object"):
+    # No "range": list(range(10**12)) would build from a few bytes more than any memory holds.
+    for name in ("set", "frozenset", "slice", "complex", "list", "dict", "tuple", "int", "float", "str", "bool",
+                 "object"):
         allowed[("builtins", name)] = allowed[("__builtin__", name)] = getattr(builtins, name)
+    for module in ("builtins", "__builtin__"):
+        allowed[(module, "bytes")], allowed[(module, "bytearray")] = _bytes, _bytearray
     for module in ("sklearn.preprocessing._data", "sklearn.preprocessing.data"):
         allowed[(module, "StandardScaler")] = _StandardScalerState
     for module in ("sklearn.preprocessing._label", "sklearn.preprocessing.label"):
@@ -154,12 +193,48 @@ def _load_restricted(path: Path) -> object:
         raise DataError(f"not a readable legacy pickle ({type(exc).__name__}: {exc})", file=str(path)) from exc
 
 
+def _invalid_unicode(arr: np.ndarray) -> bool:
+    """A NumPy text array (or scalar) holding code points that are not characters: NumPy builds such
+    text from raw pickle bytes without checking, and Python's str operations then fail with SystemError."""
+    codes = np.asarray(arr).reshape(-1).view(np.uint32)
+    return bool(((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any())
+
+
+def _reject_invalid_text(container: object, file: str) -> None:
+    """Walk the loaded objects (iteratively: nesting may be deep) for NumPy text with invalid code points."""
+    stack: list[tuple[object, str]] = [(container, "")]
+    while stack:
+        obj, where = stack.pop()
+        if isinstance(obj, (np.ndarray, np.str_)):
+            if obj.dtype.kind == "U" and _invalid_unicode(obj):
+                raise DataError("damaged text: a NumPy string holds invalid Unicode code points", file=file,
+                                field=where.lstrip(".") or None)
+            if obj.dtype.kind == "O":
+                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(np.asarray(obj).reshape(-1).tolist()))
+        elif isinstance(obj, Mapping):
+            stack.extend((k, where) for k in obj.keys())
+            stack.extend((v, f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]") for k, v in obj.items())
+        elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(obj))
+        elif isinstance(obj, _FittedAttributes):
+            stack.extend((v, f"{where}.{k}") for k, v in vars(obj).items())
+
+
 # ---------------------------------------------------------------- field parsing
+
+
+def _as_array(value: object, *, file: str, row: int | None, field: str) -> np.ndarray:
+    """``np.asarray`` of a field; ragged or absurdly nested values are a DataError, not a ValueError."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise DataError(f"expected an array of numbers, got {reprlib.repr(value)} ({exc})", file=file, row=row,
+                        field=field) from None
 
 
 def _float_array(value: object, shape: tuple[int, ...], *, file: str, row: int | None, field: str) -> np.ndarray:
     """A numeric array of exactly ``shape`` (never reshaped, padded or cut)."""
-    arr = np.asarray(value)
+    arr = _as_array(value, file=file, row=row, field=field)
     if arr.dtype.kind in "OUS":  # lists of Python numbers, or text that may hold numbers
         try:
             arr = arr.astype(np.float64)
@@ -173,7 +248,7 @@ def _float_array(value: object, shape: tuple[int, ...], *, file: str, row: int |
 
 
 def _mask(value: object, *, file: str, row: int, field: str) -> np.ndarray:
-    arr = np.asarray(value)
+    arr = _as_array(value, file=file, row=row, field=field)
     if arr.shape != (2,):
         raise DataError(f"expected 2 flags [latency, amplitude], got shape {arr.shape}", file=file, row=row,
                         field=field)
@@ -191,7 +266,8 @@ def _patient_id(value: object, *, file: str, row: int) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if value is None or isinstance(value, (bool, float)) or not isinstance(value, (str, int)):
-        raise DataError(f"expected a text or integer id, got {value!r}", file=file, row=row, field="patient_id")
+        raise DataError(f"expected a text or integer id, got {reprlib.repr(value)}", file=file, row=row,
+                        field="patient_id")
     text = str(value).strip()
     if not text:
         raise DataError("empty patient id", file=file, row=row, field="patient_id")
@@ -257,7 +333,8 @@ def _target(value: object, table: list[int], *, file: str, row: int) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise DataError(f"expected a class index or name, got {value!r}", file=file, row=row, field="target")
+        raise DataError(f"expected a class index or name, got {reprlib.repr(value)}", file=file, row=row,
+                        field="target")
     if not 0 <= value < len(table):
         raise DataError(f"class index {value} outside 0–{len(table) - 1}", file=file, row=row, field="target")
     return table[value]
@@ -299,6 +376,7 @@ def read_legacy_pickle(path: str | os.PathLike, *, signal_length: int = 200,
     path = Path(path)
     file = str(path)
     container = _load_restricted(path)
+    _reject_invalid_text(container, file)
     if not isinstance(container, Mapping):
         raise DataError(f"expected a dict with 'data', 'scaler', 'label_encoder', got {type(container).__name__}",
                         file=file)

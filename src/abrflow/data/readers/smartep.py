@@ -85,7 +85,7 @@ class _Export:
 
     def count(self, key: str, recording: int) -> int:
         value = self.number(key, recording)
-        if not value.is_integer() or value < 0:
+        if not value.is_integer() or not 0 <= value < 2**53:  # larger is damage, and would overflow int64
             _, line = self.value(key, recording)
             raise DataError(f"expected a whole count, got {value!r}", file=str(self.path),
                             row=f"line {line}, recording {recording + 1}", field=key)

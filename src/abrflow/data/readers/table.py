@@ -82,13 +82,27 @@ def _csv_separator(path: Path, encoding: str) -> str:
     return max((",", ";", "\t"), key=header.count)
 
 
+def _read_workbook(path: Path, sheet: int | str) -> pd.DataFrame:
+    """An Excel sheet; a damaged workbook (zip, deflate or XML damage: openpyxl raises BadZipFile,
+    zlib.error, ParseError, …) is a DataError naming the file, never a bare traceback."""
+    try:
+        return pd.read_excel(path, sheet_name=sheet, dtype=object)
+    except ImportError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, (ValueError, KeyError)) and "sheet" in str(exc).lower():
+            raise DataError(f"no sheet {sheet!r} in the workbook ({exc})", file=str(path)) from None
+        raise DataError(f"not a readable Excel workbook, damaged or not .xlsx ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})", file=str(path)) from None
+
+
 def _read_frame(path: Path, sheet: int | str, encoding: str) -> pd.DataFrame:
     file = str(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".xlsx", ".xls"):
             # object dtype: cells keep their Excel types, so text ids such as 00123 stay text.
-            frame = pd.read_excel(path, sheet_name=sheet, dtype=object)
+            frame = _read_workbook(path, sheet)
         else:
             sep = "\t" if suffix == ".tsv" else _csv_separator(path, encoding)
             header = pd.read_csv(path, sep=sep, nrows=0, encoding=encoding).columns

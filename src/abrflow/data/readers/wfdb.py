@@ -161,6 +161,11 @@ def _check_header(header, file: str, dat: Path) -> None:
     if header.fmt[ABR_SIGNAL] not in BYTES_PER_SAMPLE or len(set(header.fmt)) != 1:
         raise DataError(f"sample formats {header.fmt}; this reader handles format 32 (int32) only", file=file,
                         field="fmt")
+    if any(spf not in (None, 1) for spf in (header.samps_per_frame or [])) or \
+            any(offset not in (None, 0) for offset in (header.byte_offset or [])):
+        raise DataError(f"samples per frame {header.samps_per_frame} / byte offsets {header.byte_offset}; this "
+                        "reader handles one sample per frame from the start of the file only", file=file,
+                        field="signal lines")
     if not isinstance(header.sig_len, int) or header.sig_len < 1:
         raise DataError(f"signal length {header.sig_len!r} is not a positive count", file=file, field="sig_len")
     if not header.fs or header.fs <= 0:
@@ -186,22 +191,17 @@ def _read_header(wfdb, header_name: _Name, dat: Path):
 
 
 def _digital_abr(wfdb, name: _Name, header_name: _Name) -> tuple[np.ndarray, object]:
-    """Raw int ABR samples and the header they were read with (the twin's when borrowed)."""
+    """Raw int ABR samples and the header they were read with (the twin's when borrowed).
+
+    The header is parsed and checked against the signal file's size *before* any sample is read,
+    and the (checked) interleaved little-endian int32 layout of format 32 is then read directly:
+    wfdb's own reader allocates what a header declares, so a damaged header (``2002`` samples
+    become ``2002000000``) would make it fill 16 GB before noticing the file holds 16 kB.
+    """
     dat = name.path(".dat")
-    if header_name != name:
-        # wfdb cannot pair a .dat with another record's header, so the (checked) interleaved
-        # little-endian int32 layout of format 32 is read directly.
-        header = _read_header(wfdb, header_name, dat)
-        samples = np.fromfile(dat, "<i4").reshape(header.sig_len, header.n_sig)
-        return samples[:, ABR_SIGNAL].astype(np.float64), header
-    try:
-        # One call parses the header and reads the samples (wfdb's header parser is the slow part).
-        record = wfdb.rdrecord(str(name.path("")), physical=False)
-    except Exception as exc:
-        _read_header(wfdb, name, dat)  # a precise message when the header or the file size is wrong
-        raise DataError(f"cannot read the WFDB record ({type(exc).__name__}: {exc})", file=str(dat)) from None
-    _check_header(record, str(name.path(".hea")), dat)
-    return np.asarray(record.d_signal[:, ABR_SIGNAL], np.float64), record
+    header = _read_header(wfdb, header_name, dat)
+    samples = np.fromfile(dat, "<i4").reshape(header.sig_len, header.n_sig)
+    return samples[:, ABR_SIGNAL].astype(np.float64), header
 
 
 def _read_half(wfdb, name: _Name, *, signal_length: int, sampling_rate_hz: float) -> _Half:
