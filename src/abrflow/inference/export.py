@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..errors import AbrflowError
-from ..io import atomic_write_text
+from ..io import atomic_replace, atomic_write_text
 from ..models.heads import HeadOutput
 from ..models.s4d import S4D
 from .onnx_backend import file_sha256
@@ -246,7 +246,7 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], 
                                         input_names=input_names, output_names=output_names, verbose=False)
         program.save(str(tmp / path.name))
         for part in sorted(tmp.iterdir(), key=lambda p: p.name == path.name):  # external data first, graph last
-            os.replace(part, path.parent / part.name)
+            atomic_replace(part, path.parent / part.name)
     finally:
         for p in tmp.iterdir():
             p.unlink()
@@ -285,8 +285,13 @@ def _quiet():
 def _quantise(fp32: Path, int8: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet():
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    tmp = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")  # written in full, then renamed over int8
+    try:
+        with _quiet():
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        atomic_replace(tmp, int8)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_agreement(what: str, max_diff: float, eager: np.ndarray) -> None:
