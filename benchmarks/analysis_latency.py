@@ -74,6 +74,10 @@ def network_latencies(inference: ABRInference, signal: np.ndarray, static: np.nd
         out["eager"] = latency_ms(lambda: model(x, t0, s), repeats)
         with s4d_kernel_cache_off():
             out["eager_kernel_cache_off"] = latency_ms(lambda: model(x, t0, s), repeats)
+        if threads != 1:
+            torch.set_num_threads(1)
+            out["eager_1_thread"] = latency_ms(lambda: model(x, t0, s), repeats)
+            torch.set_num_threads(threads)
     with torch.enable_grad():
         out["eager_autograd_on"] = latency_ms(lambda: model(x, t0, s), repeats)
     feeds = {"signal": signal, "static": static}
@@ -131,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
             network["eager"]["p50"] / network["onnx"]["p50"], GOAL_ONNX_SPEEDUP, unit="×",
             what=f"network alone, p50 eager {network['eager']['p50']:.2f} ms / ONNX {network['onnx']['p50']:.2f} ms"),
     }
-    before_after = [
-        {"what": "network batch 1: autograd on → inference_mode", "unit": "ms p50", "lower_is_better": True,
-         "before": network["eager_autograd_on"]["p50"], "after": network["eager"]["p50"]},
-        {"what": "network batch 1: S4D kernel recomputed per call → cached (inference_mode)", "unit": "ms p50", "lower_is_better": True,
-         "before": network["eager_kernel_cache_off"]["p50"], "after": network["eager"]["p50"]},
-        {"what": "network batch 1: eager (inference_mode, cached kernels) → ONNX Runtime", "unit": "ms p50", "lower_is_better": True,
-         "before": network["eager"]["p50"], "after": network["onnx"]["p50"]},
-    ]
+    def pair(what: str, before: str, after: str) -> dict:
+        return {"what": what, "unit": "ms", "lower_is_better": True, "before": network[before]["p50"],
+                "after": network[after]["p50"], "before_best": network[before]["best"],
+                "after_best": network[after]["best"]}
+
+    before_after = [pair("network batch 1: autograd on → inference_mode", "eager_autograd_on", "eager"),
+                    pair("network batch 1: S4D kernel recomputed per call → cached (inference_mode)",
+                         "eager_kernel_cache_off", "eager"),
+                    pair("network batch 1: eager (inference_mode, cached kernels) → ONNX Runtime", "eager", "onnx")]
     notes = []
     if not figures["onnx_speedup_vs_eager"]["met"]:
         notes.append(f"ONNX is {eager / onnx:.2f}× eager through analyse (goal 1.5×): the network alone is "
