@@ -13,7 +13,7 @@ Measured two ways on one recording of the synthetic cohort (full static inputs):
 
 Graphs come from :func:`abrflow.inference.export.export_onnx` (which also checks them against eager).
 
-    python benchmarks/analysis_latency.py [--checkpoint PATH] [--repeats 200] [--threads 2]
+    python benchmarks/analysis_latency.py [--checkpoint PATH] [--repeats 100] [--threads 2]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--checkpoint", help="trained checkpoint (default: the benchmark one, _checkpoint.py)")
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     env = environment()
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="abrflow-latency-") as tmp:
         export_start = time.perf_counter()
-        report = export_onnx(inference, tmp, int8=True, time_it=False)
+        report = export_onnx(inference, tmp, int8=True, time_it=False, denoiser=False)
         export_seconds = time.perf_counter() - export_start
         paths = {"onnx": Path(report["heads"]["path"]), "int8": Path(report["int8"]["path"])}
         network = network_latencies(inference, signal, static, paths, args.repeats, args.threads)

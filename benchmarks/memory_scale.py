@@ -3,7 +3,7 @@
 `python benchmarks/memory_scale.py` simulates two cohorts on disk (written 2,000 patients at a time,
 so neither is ever held whole): ≈50k recordings (the clinic's size) and ≈500k (10×). Each is then
 trained on in a fresh process, through the same path as ``train.py`` (``data.source=file``,
-``data.dataset_path=DIR``): the default model, batch 32, 30 training steps and 5 validation batches.
+``data.dataset_path=DIR``): the default model, batch 32, 15 training steps and 5 validation batches.
 The child reports its peak resident set (``getrusage(RUSAGE_SELF).ru_maxrss``), the resident set
 after the imports (the floor any run pays) and after the data module's setup, and the split of the
 final resident set into anonymous memory and mapped file pages. The goal: peak(500k) / peak(50k)
@@ -106,7 +106,7 @@ def main() -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out_root", help=argparse.SUPPRESS)
     p.add_argument("--in_memory", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=15)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--root", default=None, help="folder for the cohorts (default: a new folder in /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the simulated cohorts")
@@ -138,7 +138,7 @@ def main() -> int:
             shutil.rmtree(args.root, ignore_errors=True)
     small, large = runs["mmap_50k"], runs["mmap_500k"]
     result = {
-        "what": "peak RSS of a training process (default model, batch 32, 30 steps, 5 validation batches) "
+        "what": f"peak RSS of a training process (default model, batch 32, {args.steps} steps, 5 validation batches) "
                 "reading a memory-mapped records directory of 50k vs 500k recordings",
         "peak_rss_ratio_500k_over_50k": round(large["peak_rss_mb"] / small["peak_rss_mb"], 3),
         "data_ratio_500k_over_50k": round(large["recordings"] / small["recordings"], 2),

@@ -9,7 +9,7 @@ Each runs as ``python peak_memory.py --child <command> …``, which runs the com
 reports its own ``ru_maxrss`` (and its children's, e.g. data-loader workers). The issue sets no
 goal: the figures are reported against the machine's memory.
 
-    python benchmarks/peak_memory.py [--train-steps 50] [--bootstrap 20]
+    python benchmarks/peak_memory.py [--train-steps 20] [--bootstrap 20]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--train-steps", type=int, default=50)
+    parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--bootstrap", type=int, default=20)
     args = parser.parse_args(argv)
     env = environment()

@@ -314,8 +314,11 @@ def _p50_ms(fn, repeats: int = 30) -> float:
 
 
 def export_onnx(inference: ABRInference | str | os.PathLike, output_dir: str | os.PathLike, *,
-                int8: bool = False, time_it: bool = True) -> dict:
+                int8: bool = False, time_it: bool = True, denoiser: bool = True) -> dict:
     """Write model.onnx, denoiser.onnx (and model.int8.onnx) plus export.json into ``output_dir``.
+
+    ``denoiser=False`` writes the analysis graph only (half the export time: a clinic that never
+    generates waveforms needs no denoiser).
 
     Returns the report: max |ONNX − eager| per output for both graphs (must be < ``TOLERANCE``, times
     the output's largest magnitude where that exceeds 1),
@@ -351,16 +354,17 @@ def export_onnx(inference: ABRInference | str | os.PathLike, output_dir: str | o
                        "nan_static_rows": int(np.isnan(static).any(axis=1).sum())}
 
     # -- denoiser
-    den_path = out_dir / "denoiser.onnx"
-    feeds = _denoiser_inputs(inference, static)
-    names = list(feeds)
-    _export(DenoiserGraph(inference), tuple(torch.from_numpy(v[:2]) for v in feeds.values()), den_path, names,
-            ["sample"])
-    den = _run(_session(ort, den_path), feeds)["sample"]
-    den_eager = _eager_denoiser(inference, feeds)
-    den_diff = float(np.max(np.abs(den - den_eager)))
-    _check_agreement("denoiser output", den_diff, den_eager)
-    report["denoiser"] = {"path": str(den_path), "max_abs_diff": den_diff}
+    if denoiser:
+        den_path = out_dir / "denoiser.onnx"
+        feeds = _denoiser_inputs(inference, static)
+        names = list(feeds)
+        _export(DenoiserGraph(inference), tuple(torch.from_numpy(v[:2]) for v in feeds.values()), den_path, names,
+                ["sample"])
+        den = _run(_session(ort, den_path), feeds)["sample"]
+        den_eager = _eager_denoiser(inference, feeds)
+        den_diff = float(np.max(np.abs(den - den_eager)))
+        _check_agreement("denoiser output", den_diff, den_eager)
+        report["denoiser"] = {"path": str(den_path), "max_abs_diff": den_diff}
 
     # -- int8
     q_session = None
@@ -407,6 +411,8 @@ def export_onnx(inference: ABRInference | str | os.PathLike, output_dir: str | o
             "conformal_quantile": {k: inference.calibration.quantile(k) for k in inference.calibration.scores},
             "how": "probabilities = softmax(logits / T); interval = value ± quantile · exp(log_std)"},
     }
+    if not denoiser:
+        del manifest["graphs"]["denoiser.onnx"]
     atomic_write_text(out_dir / "export.json", json.dumps(manifest, indent=2, default=str, allow_nan=True))
     report["manifest"] = str(out_dir / "export.json")
     return report
