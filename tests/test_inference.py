@@ -15,7 +15,12 @@ from abrflow.data.records import CLASS_NAMES
 from abrflow.data.synthetic import simulate_cohort
 from abrflow.errors import AbrflowError, CheckpointError, DataError
 from abrflow.evaluation.calibration import empirical_coverage
-from abrflow.evaluation.thresholds import series_thresholds
+from abrflow.evaluation.replication import MODEL_GATE_MIN_R, replicates
+from abrflow.evaluation.thresholds import (
+    MODEL_DETECTION_CRITERION,
+    MODEL_RESPONSE_CRITERION,
+    series_thresholds,
+)
 from abrflow.inference.checkpoint import SUPPORTED_FORMAT
 from abrflow.inference.predictor import ABRInference, resolve_device
 
@@ -240,6 +245,19 @@ def test_estimate_threshold_on_simulated_series(inference):
         lat = np.array(li["v_latency_ms"])
         responding = np.array(li["v_present_prob"]) >= 0.5
         assert np.all(np.isfinite(lat) | ~responding)
+
+
+def test_levels_whose_half_averages_disagree_hold_no_response(inference):
+    """With halves (simulated here as the exports carry them) a level counts only where they agree."""
+    rec = simulate_cohort(n_patients=4, seed=11, half_averages=True)
+    prob = inference.analyse_records(rec)["v_present_prob"]
+    gated = np.where(replicates(rec, MODEL_GATE_MIN_R), prob, 0.0)
+    expected = series_thresholds(rec, gated, criterion=MODEL_RESPONSE_CRITERION, detection=MODEL_DETECTION_CRITERION)
+    result = inference.estimate_threshold(rec)
+    assert {k: r["threshold_db"] for k, r in result.items()} == {k: e.threshold_db for k, e in expected.items()}
+    # The same averages with halves in antiphase (r = −1): whatever the model sees, nothing responds.
+    anti = rec.replace(extra={**rec.extra, "half_b": -rec.extra["half_a"]})
+    assert {r["method"] for r in inference.estimate_threshold(anti).values()} == {"no_response"}
 
 
 def test_generate_defaults_conditions_and_reproducibility(inference):

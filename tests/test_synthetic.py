@@ -370,3 +370,16 @@ def test_physiology_overrides_take_effect():
     rows = older.extra["true_v_present"] & (older.intensity_db == 80) & (older.hearing_loss == NORMAL)
     assert older.age_years.min() >= 18
     assert abs(older.extra["true_v_latency_ms"][rows].mean() - 6.3) < 0.3
+
+
+def test_half_averages_average_to_the_recording_and_leave_the_cohort_unchanged():
+    plain = simulate_cohort(6, seed=5)
+    halves = simulate_cohort(6, seed=5, half_averages=True)
+    np.testing.assert_array_equal(plain.signal, halves.signal)
+    a, b = halves.extra["half_a"], halves.extra["half_b"]
+    np.testing.assert_allclose((a + b) / 2, halves.signal, atol=1e-5)
+    # Each half carries √2 × the recording's noise: their difference is noise of 2 × the residual SD.
+    diff_sd = ((a - b) / 2).std(axis=1)
+    ratio = np.median(diff_sd / halves.extra["noise_sd_uv"])
+    assert 0.8 < ratio < 1.25
+    assert "half_a" not in plain.extra

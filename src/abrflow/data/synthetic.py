@@ -148,7 +148,7 @@ class Physiology:
 
 PHYSIOLOGY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Physiology))
 _RUN_PARAMETERS = ("n_patients", "seed", "sampling_rate_hz", "signal_length", "alternate_polarity",
-                   "artifact_rate")
+                   "artifact_rate", "half_averages")
 #: Fields that must be strictly positive (scales, time constants, divisors).
 _POSITIVE_FIELDS = ("maturation_time_constant_years", "li_knee_db", "recruitment_sl_db",
                     "v_amplitude_growth_db", "recruitment_growth_factor", "sn10_width_ms",
@@ -655,13 +655,19 @@ def _clinician_marks(rng: np.random.Generator, waves: dict, noise_sd_uv: np.ndar
 # ---------------------------------------------------------------------------- public entry point
 def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz: float = 20000.0,
                     signal_length: int = 200, alternate_polarity: bool = True, artifact_rate: float = 0.02,
-                    **physiology) -> ABRRecords:
+                    half_averages: bool = False, **physiology) -> ABRRecords:
     """Simulate a clinic's ABR cohort: ``n_patients`` patients, ≈25 recordings each.
 
     ``physiology`` overrides fields of :class:`Physiology` by name (unknown names and bad values
     raise :class:`~abrflow.errors.ConfigError`). The window starts at stimulus onset and has
     ``signal_length`` samples at ``sampling_rate_hz``. Returns validated :class:`ABRRecords` in µV
     with clinician-style labels; true values are in ``extra`` (see the module docstring).
+
+    ``half_averages=True`` adds the two interleaved half-averages a clinician overlays
+    (``extra["half_a"]``, ``extra["half_b"]``, ``extra["sweeps"]``), as SmartEP and EARNDB exports
+    carry them: average ± d, with d an independent averaged-EEG trace at the recording's residual
+    noise, so each half has √2 × its noise and their mean is the recording. d comes from a generator
+    of its own, so the cohort itself is the same with or without halves.
     """
     phys = make_physiology(**physiology)
     _validate_run(n_patients, seed, sampling_rate_hz, signal_length, artifact_rate, phys)
@@ -709,7 +715,24 @@ def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz:
             "noise_sd_uv": noise_sd_uv,
             "artifact_burst": noise["artifact"],
         })
+    if half_averages:
+        records.extra.update(_half_averages(seed, signal, noise, fs_hz, n_samples, phys))
     return records.validate()
+
+
+def _half_averages(seed: int, signal: np.ndarray, noise: dict, fs_hz: float, n_samples: int,
+                   phys: Physiology) -> dict:
+    """Two half-averages per recording whose mean is ``signal`` (see :func:`simulate_cohort`)."""
+    rng = np.random.default_rng([int(seed), 1])
+    sos = scipy.signal.butter(2, phys.amplifier_band_hz, btype="bandpass", fs=fs_hz, output="sos")
+    no_burst = np.zeros(len(signal), dtype=bool)
+    half_diff = np.empty_like(signal)
+    for start in range(0, len(signal), _CHUNK_ROWS):
+        rows = slice(start, min(start + _CHUNK_ROWS, len(signal)))
+        half_diff[rows] = _eeg_noise_uv(rng, noise["residual_noise_uv"][rows], no_burst[rows], n_samples, fs_hz,
+                                        sos, phys)
+    return {"half_a": signal + half_diff, "half_b": signal - half_diff,
+            "sweeps": noise["sweeps_accepted"].astype(np.float32)}
 
 
 def simulate_cohort_to_dir(path, n_patients: int = 2038, seed: int = 42, *, chunk_patients: int = 2000,

@@ -36,7 +36,7 @@ from ..evaluation.calibration import (
     prediction_sets,
     probabilities,
 )
-from ..evaluation.replication import replicates
+from ..evaluation.replication import MODEL_GATE_MIN_R, replicates
 from ..evaluation.thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
 from .checkpoint import load_checkpoint
 from .inputs import STATIC_RANGES, static_array, static_value
@@ -492,14 +492,15 @@ class ABRInference:
         wave V latency–intensity function (mean latency of the responding recordings per level).
 
         Two rules for real exports: where the records carry half-averages (SmartEP, EARNDB), a
-        level whose pooled half-averages do not replicate (``evaluation.replication``) holds no response,
+        level whose pooled half-averages do not agree (split-half r below ``MODEL_GATE_MIN_R``,
+        ``evaluation.replication``) holds no response,
         whatever the model says; where levels are not in dB nHL (``extra["level_unit"]``, e.g.
         EARNDB's dB peSPL tone bursts), the model is told the intensity is unknown (the fit still
         runs on the recorded levels, in their unit).
         """
         analysed = self.analyse_records(_model_view(series), return_confidence=False)
         prob = analysed["v_present_prob"]
-        replicating = replicates(series)
+        replicating = replicates(series, MODEL_GATE_MIN_R)
         if replicating is not None:
             prob = np.where(replicating, prob, 0.0)
         estimates = series_thresholds(series, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
