@@ -42,8 +42,8 @@ def one_thread():
 def _poison(monkeypatch, term: str, value: float, step: int) -> None:
     original = ABRLightningModule.shared_step
 
-    def poisoned(self, batch, generator=None):
-        loss, terms, heads = original(self, batch, generator)
+    def poisoned(self, batch, generator=None, head_batch=None):
+        loss, terms, heads = original(self, batch, generator, head_batch)
         if self.training and self.global_step == step:
             terms = dict(terms)
             terms[term] = terms[term] * 0 + value

@@ -170,6 +170,19 @@ class EMAConfig:
 
 
 @dataclass
+class AugmentationConfig:
+    probability: float = 0.3
+    lowpass_hz: list[float] = field(default_factory=lambda: [1200.0, 4000.0])
+    highpass_hz: list[float] = field(default_factory=lambda: [20.0, 200.0])
+    time_shift_ms: float = 0.3
+    time_stretch_max: float = 1.25
+    amplitude_scale_max: float = 1.6
+    noise_sd_max: float = 0.5
+    noise_exponent_max: float = 2.0
+    drift_sd_max: float = 1.0
+
+
+@dataclass
 class TrainingConfig:
     epochs: int = 200
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -182,6 +195,7 @@ class TrainingConfig:
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
     nonfinite_loss: str = "stop"
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
 
 @dataclass
@@ -309,6 +323,13 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "loss.weights.classification": (0, None, True),
     "loss.weights.threshold": (0, None, True),
     "training.early_stopping.min_delta": (0, None, True),
+    "training.augmentation.probability": (0, 1, True),
+    "training.augmentation.time_shift_ms": (0, None, True),
+    "training.augmentation.time_stretch_max": (1, None, True),
+    "training.augmentation.amplitude_scale_max": (1, None, True),
+    "training.augmentation.noise_sd_max": (0, None, True),
+    "training.augmentation.noise_exponent_max": (0, 4, True),
+    "training.augmentation.drift_sd_max": (0, None, True),
     "project.seed": (0, 2**32 - 1, True),  # the seeds NumPy and Lightning accept
     "data.splits.seed": (0, 2**32 - 1, True),
     "data.synthetic.seed": (0, 2**32 - 1, True),
@@ -500,11 +521,26 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)  # Lightning: a fraction in (0, 1] or a whole number of batches
         if value is not None and not (math.isfinite(value) and value > 0 and (value <= 1 or float(value).is_integer())):
             raise ConfigError(f"{key} = {value!r} must be a fraction in (0, 1] or a whole number of batches ≥ 1")
+    _validate_augmentation(cfg)
     devices = cfg.hardware.devices
     if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
             or (isinstance(devices, (list, ListConfig)) and len(devices) > 0
                 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices))):
         raise ConfigError(f"hardware.devices = {devices!r} must be 'auto', a count ≥ 1 or a list of ids")
+
+
+def _validate_augmentation(cfg: DictConfig) -> None:
+    """Both band corners are (low, high) pairs of positive frequencies below Nyquist, high-pass under low-pass."""
+    aug, nyquist = cfg.training.augmentation, cfg.data.sampling_rate_hz / 2
+    for name in ("highpass_hz", "lowpass_hz"):
+        pair = list(aug[name])
+        if (len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                      for v in pair) or not 0 < pair[0] <= pair[1] < nyquist):
+            raise ConfigError(f"training.augmentation.{name} = {pair} must be [low, high] with "
+                              f"0 < low ≤ high < Nyquist ({nyquist:g} Hz)")
+    if aug.highpass_hz[1] >= aug.lowpass_hz[0]:
+        raise ConfigError(f"training.augmentation.highpass_hz = {list(aug.highpass_hz)} must lie below "
+                          f"training.augmentation.lowpass_hz = {list(aug.lowpass_hz)}")
 
 
 # --------------------------------------------------------------------------- hash and output

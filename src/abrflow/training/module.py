@@ -21,6 +21,8 @@ from ..data.records import CLASS_NAMES, STATIC_FIELDS
 from ..diffusion import ABRDiffusion
 from ..errors import NonFiniteLossError
 from ..models.unet import build_model
+from .augment import augment_batch
+from .augment import enabled as augmentation_enabled
 from .losses import MultiTaskLoss
 from .lr_scheduler import ABRScheduler, build_scheduler
 
@@ -69,7 +71,11 @@ class ABRLightningModule(L.LightningModule):
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         return t, noise
 
-    def shared_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+    def shared_step(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None,
+                    head_batch: dict[str, torch.Tensor] | None = None):
+        """Loss of one batch. ``head_batch`` (an augmented copy) is what the heads see and are scored
+        on; the diffusion half always learns from ``batch`` itself."""
+        head_batch = batch if head_batch is None else head_batch
         x0 = batch["signal"]
         b = x0.shape[0]
         t, noise = self._noise(x0, generator)
@@ -77,11 +83,11 @@ class ABRLightningModule(L.LightningModule):
         null_class = torch.full_like(batch["hearing_loss"], -1)
         null_thr = torch.full_like(batch["threshold_db"], float("nan"))
         out = self.model(
-            torch.cat([x_t, x0]), torch.cat([t, torch.zeros_like(t)]), torch.cat([batch["static"]] * 2),
+            torch.cat([x_t, head_batch["signal"]]), torch.cat([t, torch.zeros_like(t)]), torch.cat([batch["static"]] * 2),
             hearing_loss=torch.cat([batch["hearing_loss"], null_class]),
             threshold_db=torch.cat([threshold_condition(batch), null_thr]))
         heads = out.heads[b:]
-        terms = self.loss_fn.task_terms(heads, batch, self.model.heads.normalise)
+        terms = self.loss_fn.task_terms(heads, head_batch, self.model.heads.normalise)
         terms["diffusion"] = self.loss_fn.diffusion_term(
             out.sample[:b], self.diffusion.target(x0, noise, t), self.diffusion.loss_weight(t))
         return self.loss_fn.combine(terms), terms, heads
@@ -96,7 +102,11 @@ class ABRLightningModule(L.LightningModule):
         generator = None
         if self.fixed_train_noise_seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(self.fixed_train_noise_seed)
-        loss, terms, _ = self.shared_step(batch, generator)
+        head_batch = None
+        aug = self.cfg.training.augmentation
+        if augmentation_enabled(aug) and self.fixed_train_noise_seed is None:
+            head_batch = augment_batch(batch, aug, float(self.cfg.data.sampling_rate_hz))
+        loss, terms, _ = self.shared_step(batch, generator, head_batch)
         if self._skip_nonfinite(loss, terms, batch_idx):
             return None  # Lightning skips backward and the optimiser step
         if self.fixed_train_noise_seed is not None:
