@@ -79,6 +79,32 @@ def training_step_rates(cfg, batch_size: int, repeats: int, optimizers: dict[str
     return out
 
 
+def ema_update_ms(module: ABRLightningModule, repeats: int) -> dict:
+    """One EMA update of all weights: torch's per-tensor update (Lightning's EMAWeightAveraging) vs the
+    fused multi-tensor lerp the trainer uses."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn, get_ema_multi_avg_fn
+
+    out = {}
+    for name, kwargs in (("per_tensor", {"avg_fn": get_ema_avg_fn(0.999)}),
+                         ("fused", {"multi_avg_fn": get_ema_multi_avg_fn(0.999)})):
+        ema = AveragedModel(module, use_buffers=True, **kwargs)
+        ema.update_parameters(module)  # the first call only copies
+        t = timed(lambda e=ema: e.update_parameters(module), repeats, warmup=3)
+        out[name] = {"ms": 1000 * t["median"], "best_ms": 1000 * t["best"]}
+    return out
+
+
+def augmentation_ms(cfg, batch_size: int, repeats: int) -> dict:
+    """Training augmentation of one batch (training/augment.py), the cost it adds to a step."""
+    from abrflow.training.augment import augment_batch
+
+    batch = real_batch(cfg, batch_size)
+    t = timed(lambda: augment_batch(batch, cfg.training.augmentation, float(cfg.data.sampling_rate_hz)),
+              repeats, warmup=3)
+    return {"ms": 1000 * t["median"], "best_ms": 1000 * t["best"],
+            "probability": float(cfg.training.augmentation.probability)}
+
+
 class StepClock(Callback):
     """Wall time between consecutive training batch starts (data, step, clipping, EMA, logging)."""
 
@@ -126,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     default = training_step_rates(cfg, args.batch, args.repeats,
                                   {"fused_adamw": {"fused": True}, "default_adamw": {}})
     e2e = end_to_end(args.batch, args.trainer_steps, warmup=5)
+    ema = ema_update_ms(ABRLightningModule(cfg), repeats=30)
+    augment = augmentation_ms(cfg, args.batch, repeats=30)
     model = ABRLightningModule(cfg).model.eval()
     b = real_batch(cfg, args.batch)
     t0 = torch.zeros(args.batch, dtype=torch.long)
@@ -162,14 +190,21 @@ def main(argv: list[str] | None = None) -> int:
                      "unit": "samples/s", "before": default["default_adamw"]["per_s"],
                      "after": default["fused_adamw"]["per_s"],
                      "before_best": default["default_adamw"]["per_s_best"],
-                     "after_best": default["fused_adamw"]["per_s_best"]}]
+                     "after_best": default["fused_adamw"]["per_s_best"]},
+                    {"what": "EMA of the weights after each step: per-tensor update (Lightning's EMAWeightAveraging) → "
+                             "one fused multi-tensor lerp (training/trainer.py)", "unit": "ms per step",
+                     "lower_is_better": True, "before": ema["per_tensor"]["ms"], "after": ema["fused"]["ms"],
+                     "before_best": ema["per_tensor"]["best_ms"], "after_best": ema["fused"]["best_ms"]}]
     notes = []
     if not figures["train_samples_per_s"]["met"]:
         notes.append("end-to-end training is below the goal at this load; the step alone is "
                      f"{default['fused_adamw']['per_s']:.0f} samples/s (best repeat "
-                     f"{default['fused_adamw']['per_s_best']:.0f}); the loop adds gradient clipping, EMA and logging")
+                     f"{default['fused_adamw']['per_s_best']:.0f}); the loop adds the training augmentation "
+                     f"({augment['ms']:.1f} ms a batch), the EMA update ({ema['fused']['ms']:.1f} ms), gradient "
+                     "clipping, logging and Lightning's own hooks")
     result = {"environment": env, "figures": figures, "predecessor": PREDECESSOR, "batch": args.batch,
-              "default_network": default, "abrflow_train": e2e, "forward": fwd, "network_32M": big,
+              "default_network": default, "abrflow_train": e2e, "forward": fwd,
+              "ema_update": ema, "augmentation_per_batch": augment, "network_32M": big,
               "before_after": before_after, "notes": notes, "seconds": round(time.perf_counter() - start, 1)}
     write_result("train_speed", result, args.out)
     return 0
