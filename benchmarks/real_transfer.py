@@ -158,13 +158,17 @@ def earndb(inference: ABRInference) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", help="a checkpoint trained on the synthetic cohort (default: the benchmark one)")
-    p.add_argument("--output", default=str(RESULTS / "real_transfer.json"))
+    p.add_argument("--output", help="default: results/real_transfer.json for a given checkpoint; "
+                   "results/real_transfer_bench_checkpoint.json for make bench's own short-trained one")
     args = p.parse_args(argv)
     if not REAL.is_dir():
         print(f"{REAL}: the real recordings are not here; nothing to measure", file=sys.stderr)
         return 2
     start = time.perf_counter()
     path, provenance = benchmark_checkpoint(args.checkpoint)
+    if args.output is None:
+        args.output = str(RESULTS / ("real_transfer.json" if provenance["source"] == "given"
+                                     else "real_transfer_bench_checkpoint.json"))
     inference = ABRInference(path, device="cpu")
     result = {"benchmark": "real_transfer", "checkpoint": provenance,
               "trained_on": str(inference.cfg.data.source), "variants": VARIANTS,

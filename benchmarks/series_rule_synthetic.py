@@ -49,9 +49,13 @@ def false_alarm_rate(r_min: float, null_rs: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="checkpoint (default: the benchmark checkpoint)")
-    parser.add_argument("--out", default=str(RESULTS / "series_rule_synthetic.json"))
+    parser.add_argument("--out", help="default: results/series_rule_synthetic.json for a given checkpoint; "
+                        "results/series_rule_synthetic_bench_checkpoint.json for make bench's own one")
     args = parser.parse_args(argv)
     path, provenance = benchmark_checkpoint(args.checkpoint)
+    if args.out is None:
+        args.out = str(RESULTS / ("series_rule_synthetic.json" if provenance["source"] == "given"
+                                  else "series_rule_synthetic_bench_checkpoint.json"))
     inference = ABRInference(str(path), device="cpu")
     records = simulate_cohort(**TUNING, half_averages=True, signal_length=inference.signal_length,
                               sampling_rate_hz=inference.sampling_rate_hz)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 
 from abrflow.config import load_config
 from abrflow.data.datamodule import ABRDataModule, class_balanced_weights
-from abrflow.data.normalization import NormalizationStats
-from abrflow.errors import DataError
+from abrflow.data.normalization import NormalizationStats, highpass_matrix
+from abrflow.errors import ConfigError, DataError
 
 from .conftest import make_records
 
@@ -31,8 +32,8 @@ def test_stats_fitted_on_train_only():
     rec = make_records(60)
     dm = _dm(rec)
     train = rec.select(dm.split.train)
-    expected = NormalizationStats.fit(train)
-    assert dm.stats == expected
+    expected = NormalizationStats.fit(train, highpass_hz=dm.cfg.input_highpass_hz)
+    assert dm.stats == expected and expected.highpass_hz == 30.0
     # scaling the test split's signals must not change the statistics
     rec2 = make_records(60)
     rec2.signal[dm.split.test] *= 100
@@ -110,6 +111,29 @@ def test_stats_round_trip():
     assert NormalizationStats.from_dict(stats.to_dict()) == stats
     with pytest.raises(DataError, match="incomplete"):
         NormalizationStats.from_dict({"mode": "global_robust"})
+
+
+def test_input_highpass_is_sosfiltfilt_and_removes_drift_not_the_response():
+    fs, t = 20_000.0, 200
+    x = np.random.default_rng(0).normal(size=(5, t)).astype(np.float32)
+    sos = scipy.signal.butter(2, 30.0, btype="highpass", fs=fs, output="sos")
+    np.testing.assert_allclose(x @ highpass_matrix(t, fs, 30.0), scipy.signal.sosfiltfilt(sos, x, axis=-1), atol=1e-5)
+    rec = make_records(20)
+    stats = NormalizationStats.fit(rec, highpass_hz=30.0)
+    t_s = np.arange(t) / fs
+    response = np.sin(2 * np.pi * 800 * t_s)  # ABR-band content passes
+    drift = 2.0 + 3.0 * t_s / t_s[-1]  # an offset and a ramp (an export without a high-pass) do not
+    out = stats.normalize_signal((response + drift)[None]) * stats.signal_scale
+    plain = NormalizationStats.fit(rec).normalize_signal((response + drift)[None]) * stats.signal_scale
+    assert np.abs(out[0, 40:160] - response[40:160]).max() < 0.15 * np.abs(drift).max()
+    assert np.abs(plain[0] - response).max() > 1.5  # without the filter the drift stays
+    assert NormalizationStats.from_dict(stats.to_dict()) == stats
+    old = {k: v for k, v in stats.to_dict().items() if k not in ("highpass_hz", "sampling_rate_hz")}
+    assert NormalizationStats.from_dict(old).highpass_hz is None  # checkpoints from before the filter
+    with pytest.raises(ConfigError, match="data.input_highpass_hz"):
+        load_config(overrides=["data.input_highpass_hz=12000"], environ={})
+    with pytest.raises(ConfigError, match="data.input_highpass_hz"):
+        load_config(overrides=["data.input_highpass_hz=0"], environ={})
 
 
 def test_real_exports_load_in_the_models_time_base():

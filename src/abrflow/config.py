@@ -72,6 +72,7 @@ class DataConfig:
     static_dim: int = 4
     n_classes: int = 5
     normalization: str = "global_robust"
+    input_highpass_hz: Optional[float] = 30.0
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     dataloader: DataloaderConfig = field(default_factory=DataloaderConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -273,6 +274,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # key -> (low, high, low_inclusive); None = unbounded
 RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "data.signal_length": (16, 100_000, True),
+    "data.input_highpass_hz": (0, None, False),
     "data.sampling_rate_hz": (0, None, False),
     "data.static_dim": (4, 4, True),
     "data.n_classes": (5, 5, True),
@@ -522,6 +524,9 @@ def validate_config(cfg: DictConfig) -> None:
         if value is not None and not (math.isfinite(value) and value > 0 and (value <= 1 or float(value).is_integer())):
             raise ConfigError(f"{key} = {value!r} must be a fraction in (0, 1] or a whole number of batches ≥ 1")
     _validate_augmentation(cfg)
+    hp = cfg.data.input_highpass_hz
+    if hp is not None and hp >= cfg.data.sampling_rate_hz / 2:
+        raise ConfigError(f"data.input_highpass_hz = {hp!r} must lie below Nyquist ({cfg.data.sampling_rate_hz / 2:g} Hz)")
     devices = cfg.hardware.devices
     if not (devices == "auto" or (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1)
             or (isinstance(devices, (list, ListConfig)) and len(devices) > 0

@@ -210,7 +210,8 @@ class ABRDataModule(L.LightningDataModule):
         self.records = self.load()
         s = self.cfg.splits
         self.split = split_records(self.records, s.train_ratio, s.val_ratio, s.test_ratio, seed=s.seed)
-        self.stats = NormalizationStats.fit(self.records, self.cfg.normalization, rows=self.split.train)
+        self.stats = NormalizationStats.fit(self.records, self.cfg.normalization, rows=self.split.train,
+                                            highpass_hz=self.cfg.input_highpass_hz)
         for name in SPLIT_NAMES:
             self._datasets[name] = RecordsDataset(self.records, self.split[name], self.stats)
         self._datasets["train"].metadata = {"normalization": self.stats.to_dict(),

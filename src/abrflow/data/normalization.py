@@ -3,13 +3,22 @@
 Signals get one global robust scale (a flat no-response trace stays flat, amplitude keeps its
 meaning); `per_sample` z-scoring is available and is what legacy pickles already contain.
 Static inputs are z-scored per input, NaN (unknown) stays NaN for the model's missing embedding.
+
+Before scaling, every signal can be high-passed (``highpass_hz``; ``data.input_highpass_hz``, 30 Hz
+by default): a zero-phase 2nd-order Butterworth, the same in training and inference. Exports without
+a hardware high-pass (EARNDB) carry a baseline offset and drift the simulated cohort never shows;
+30 Hz removes them and leaves the ABR's slowest part (SN10, ~100–200 Hz) nearly whole. On a window
+of fixed length the filter is a linear map, applied as a matrix (``highpass_matrix``), so the ONNX
+graph applies the same one.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
+import scipy.signal
 
 from ..errors import DataError
 from .records import STATIC_FIELDS, ABRRecords
@@ -33,6 +42,16 @@ def _signal_sample(records: ABRRecords, rows: np.ndarray, max_rows: int) -> np.n
     return read_rows(records.signal, rows).astype(np.float32, copy=False)
 
 
+@lru_cache(maxsize=8)
+def highpass_matrix(n_samples: int, sampling_rate_hz: float, highpass_hz: float) -> np.ndarray:
+    """M [T, T] with ``x @ M`` = ``sosfiltfilt`` of x (zero-phase 2nd-order Butterworth high-pass):
+    row i of M is the filtered unit impulse at sample i. Read-only: shared by every caller."""
+    sos = scipy.signal.butter(2, highpass_hz, btype="highpass", fs=sampling_rate_hz, output="sos")
+    matrix = scipy.signal.sosfiltfilt(sos, np.eye(n_samples), axis=-1).astype(np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
 @dataclass(frozen=True)
 class NormalizationStats:
     mode: str
@@ -40,10 +59,12 @@ class NormalizationStats:
     static_mean: tuple[float, float, float, float]
     static_std: tuple[float, float, float, float]
     signal_unit: str = "uV"
+    highpass_hz: float | None = None  # None: no input filter (checkpoints written before it existed)
+    sampling_rate_hz: float | None = None  # the time base the filter was designed for
 
     @classmethod
     def fit(cls, records: ABRRecords, mode: str = "global_robust", *, rows: np.ndarray | None = None,
-            max_signal_rows: int = FIT_MAX_SIGNAL_ROWS) -> NormalizationStats:
+            max_signal_rows: int = FIT_MAX_SIGNAL_ROWS, highpass_hz: float | None = None) -> NormalizationStats:
         """Fit on (training) records, or on their ``rows`` (indices) without copying the rest.
 
         The signal scale is exact up to ``max_signal_rows`` rows; above that it is fitted on that many
@@ -52,12 +73,17 @@ class NormalizationStats:
         statistics always use every row.
         """
         rows = np.arange(len(records)) if rows is None else np.asarray(rows)
+        fs = float(records.sampling_rate_hz)
+        if highpass_hz is not None and not 0 < highpass_hz < fs / 2:
+            raise DataError(f"input high-pass {highpass_hz:g} Hz must lie between 0 and Nyquist ({fs / 2:g} Hz)",
+                            field="data.input_highpass_hz")
+        filtered = cls("none", 1.0, (0.0,) * 4, (1.0,) * 4, highpass_hz=highpass_hz, sampling_rate_hz=fs)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         if len(rows) == 0:
             raise DataError("cannot fit normalisation on zero recordings")
         if mode == "global_robust":
-            x = _signal_sample(records, rows, max_signal_rows)
+            x = filtered.filter_signal(_signal_sample(records, rows, max_signal_rows))
             sd = float(np.std(x))
             x -= np.median(x)  # in place: one copy of the sample at a time
             np.abs(x, out=x)
@@ -80,14 +106,23 @@ class NormalizationStats:
                 sd = col.std()
                 std[i] = sd if sd > 1e-6 else 1.0
         return cls(mode=mode, signal_scale=scale, static_mean=tuple(map(float, mean)),
-                   static_std=tuple(map(float, std)), signal_unit=records.signal_unit)
+                   static_std=tuple(map(float, std)), signal_unit=records.signal_unit,
+                   highpass_hz=None if highpass_hz is None else float(highpass_hz),
+                   sampling_rate_hz=fs if highpass_hz is not None else None)
 
     # --------------------------------------------------------------- transforms
+    def filter_signal(self, signal: np.ndarray) -> np.ndarray:
+        """The input high-pass (identity when ``highpass_hz`` is None), float32 [..., T]."""
+        signal = np.asarray(signal, np.float32)
+        if self.highpass_hz is None:
+            return signal
+        return signal @ highpass_matrix(signal.shape[-1], float(self.sampling_rate_hz), float(self.highpass_hz))
+
     def normalize_signal(self, signal: np.ndarray) -> np.ndarray:
         """Model units; a signal too large to scale (|x| beyond float32 after scaling) is a DataError,
         not NaN predictions: a finite 1e30 µV (a unit mistake) must not pass silently."""
         with np.errstate(over="ignore", invalid="ignore"):
-            signal = np.asarray(signal, np.float32)
+            signal = self.filter_signal(signal)
             if self.mode == "per_sample":
                 mu = signal.mean(axis=-1, keepdims=True)
                 sd = signal.std(axis=-1, keepdims=True)
@@ -128,6 +163,8 @@ class NormalizationStats:
             return cls(mode=str(d["mode"]), signal_scale=float(d["signal_scale"]),
                        static_mean=tuple(float(v) for v in d["static_mean"]),
                        static_std=tuple(float(v) for v in d["static_std"]),
-                       signal_unit=str(d.get("signal_unit", "uV")))
+                       signal_unit=str(d.get("signal_unit", "uV")),
+                       highpass_hz=None if d.get("highpass_hz") is None else float(d["highpass_hz"]),
+                       sampling_rate_hz=None if d.get("sampling_rate_hz") is None else float(d["sampling_rate_hz"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"stored normalisation statistics are incomplete ({exc})") from exc

@@ -267,7 +267,9 @@ def evaluate_generation(inference, records: ABRRecords, n_samples: int, *, encod
     rng = np.random.default_rng(seed)
     twin_rows = balanced_draw(records.hearing_loss, n_samples, rng)
     reference_rows = balanced_draw(records.hearing_loss, len(twin_rows), rng, exclude=twin_rows)
-    twins, reference = records.select(twin_rows), records.select(reference_rows)
+    # Real recordings as the model sees them (after its input high-pass): what it learnt to generate.
+    twins, reference = (records.select(r) for r in (twin_rows, reference_rows))
+    twins, reference = (r.replace(signal=inference.stats.filter_signal(r.signal)) for r in (twins, reference))
     cond, used = generation_conditions(inference, twins)
     generated, _ = inference.generate(len(twins), cond, sampler=sampler, steps=steps, seed=seed)
     generated = generated.astype(np.float64)

@@ -415,9 +415,11 @@ def reconstruct(inference: ABRInference, records: ABRRecords, t_values: Sequence
     return out
 
 
-def signal_group(records: ABRRecords, recon: dict[int, tuple[int, np.ndarray]], generation: dict | None) -> dict:
+def signal_group(records: ABRRecords, recon: dict[int, tuple[int, np.ndarray]], generation: dict | None,
+                 true_signal: np.ndarray | None = None) -> dict:
+    """``true_signal``: the recordings as the model sees them (after its input high-pass)."""
     fs = records.sampling_rate_hz
-    true = records.signal.astype(np.float64)
+    true = (records.signal if true_signal is None else true_signal).astype(np.float64)
     age = records.age_years.astype(np.float64)
     rec = {}
     for t, (t_used, x) in recon.items():
@@ -427,7 +429,8 @@ def signal_group(records: ABRRecords, recon: dict[int, tuple[int, np.ndarray]], 
     return {
         "unit": records.signal_unit,
         "reconstruction": {"what": "x̂0 of recordings noised to diffusion time t (of 1000) and denoised by the "
-                                   "sampler, against the recording itself", "n": len(records), **rec},
+                                   "sampler, against the recording itself (after the model's input high-pass)",
+                           "n": len(records), **rec},
         "generation": generation["signal"] if generation and "signal" in generation else
         {"reason": "no waveforms generated (generate_samples = 0)"},
     }
@@ -744,7 +747,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
             "json_conventions": "NaN is written as null (metric undefined on these data), ±inf as \"inf\"/\"-inf\"",
         },
         "headline": headline(records, model, base_preds, bootstrap, seed),
-        "signal": signal_group(recon_rows, recon, gen if generate_samples > 0 else None),
+        "signal": signal_group(recon_rows, recon, gen if generate_samples > 0 else None,
+                               true_signal=inference.stats.filter_signal(recon_rows.signal)),
         **groups,
         "baselines": base_group,
         "generation": gen,

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import __version__
+from ..data.normalization import highpass_matrix
 from ..errors import AbrflowError
 from ..io import atomic_replace, atomic_write_text
 from ..models.heads import HeadOutput
@@ -149,8 +150,14 @@ class _Normalise(nn.Module):
         self.signal_scale = float(s.signal_scale)
         self.register_buffer("static_mean", torch.tensor(s.static_mean, dtype=torch.float32))
         self.register_buffer("static_std", torch.tensor(s.static_std, dtype=torch.float32))
+        self.highpass = s.highpass_hz is not None
+        if self.highpass:  # the input high-pass as the same fixed matrix NormalizationStats applies
+            self.register_buffer("highpass_matrix", torch.from_numpy(np.array(highpass_matrix(
+                inference.signal_length, float(s.sampling_rate_hz), float(s.highpass_hz)))))
 
     def signal(self, x: Tensor) -> Tensor:
+        if self.highpass:
+            x = x @ self.highpass_matrix
         if self.per_sample:
             mean = x.mean(dim=-1, keepdim=True)
             sd = ((x - mean) ** 2).mean(dim=-1, keepdim=True).sqrt()
