@@ -8,6 +8,7 @@ per run (``ABRFLOW_BENCH_CACHE`` points at a fresh folder, removed at the end) u
 others still run. The run's wall time, per-script times and load go to results/run_all.json.
 
     python benchmarks/run_all.py [--threads 2] [--checkpoint PATH] [--only NAME ...] [--skip NAME ...]
+                                 [--with compile_speed]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ("simulator_speed", "data_loading", "train_speed", "generation_speed", "analysis_latency", "peak_memory")
 NOT_BENCHMARKS = {"run_all", "report"}
+#: Run only when asked for (``--with`` or ``--only``): longer than the 15-minute suite allows.
+OPT_IN = {"compile_speed"}
 
 
 def cpu_idle(seconds: float = 2.0) -> float | None:
@@ -65,11 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="measure generation and latency on this checkpoint instead of training one")
     parser.add_argument("--only", nargs="+", default=None, help="run only these benchmarks (names without .py)")
     parser.add_argument("--skip", nargs="+", default=[], help="skip these benchmarks")
+    parser.add_argument("--with", dest="with_", nargs="+", default=[], metavar="NAME",
+                        help=f"also run these opt-in benchmarks ({', '.join(sorted(OPT_IN))})")
     parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                         help="on a shared machine: before each benchmark wait up to SECONDS for the CPU to be "
                              "≥ 85%% idle (default 0: start at once)")
     args = parser.parse_args(argv)
-    selected = [p for p in scripts() if (args.only is None or p.stem in args.only) and p.stem not in args.skip]
+    unknown = sorted(set(args.with_) - OPT_IN)
+    if unknown:
+        parser.error(f"--with {' '.join(unknown)}: not an opt-in benchmark ({', '.join(sorted(OPT_IN))})")
+    wanted = (lambda n: n in args.only) if args.only is not None else (lambda n: n not in OPT_IN or n in args.with_)
+    selected = [p for p in scripts() if wanted(p.stem) and p.stem not in args.skip]
     cache = Path(tempfile.mkdtemp(prefix="abrflow-bench-run-"))
     env = {**os.environ, "ABRFLOW_BENCH_THREADS": str(args.threads), "ABRFLOW_BENCH_CACHE": str(cache)}
     if args.checkpoint:
