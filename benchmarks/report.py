@@ -18,10 +18,12 @@ from pathlib import Path
 from abrflow.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("train_speed", "generation_speed", "analysis_latency", "simulator_speed", "data_loading", "peak_memory")
+ORDER = ("train_speed", "generation_speed", "analysis_latency", "simulator_speed", "data_loading", "peak_memory",
+         "compile_speed")
 TITLES = {"train_speed": "Training throughput", "generation_speed": "Generation",
           "analysis_latency": "Single-recording analysis latency", "simulator_speed": "Simulator",
-          "data_loading": "Data loading", "peak_memory": "Peak memory"}
+          "data_loading": "Data loading", "peak_memory": "Peak memory",
+          "compile_speed": "torch.compile (opt-in: run_all.py --with compile_speed)"}
 
 INTRO = """\
 # Performance
