@@ -18,7 +18,7 @@ import time
 
 import torch
 from _timing import add_common_arguments, environment, figure, rate, set_threads, timed, write_result
-from train_speed import real_batch
+from train_speed import real_batch, step_fn
 
 from abrflow.config import load_config
 from abrflow.training.module import ABRLightningModule
@@ -27,15 +27,6 @@ from abrflow.training.module import ABRLightningModule
 def _forward(model, batch):
     t0 = torch.zeros(batch["signal"].shape[0], dtype=torch.long)
     return lambda: model(batch["signal"], t0, batch["static"])
-
-
-def _step(module: ABRLightningModule, optimizer, batch):
-    def step():
-        loss, _, _ = module.shared_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
 
 
 def _first_call_seconds(fn) -> float:
@@ -77,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "compiled":
                 module.model = torch.compile(module.model, backend=args.backend)
             optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)
-            step = _step(module, optimizer, batch)
+            step = step_fn(module, optimizer, batch)
             first = _first_call_seconds(step)
             runs[name] = {**rate(args.batch, timed(step, args.repeats, warmup=2)), "first_step_seconds": first}
         out["training_step"] = runs
