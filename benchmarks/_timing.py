@@ -13,14 +13,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from abrflow.io import atomic_write_text
+from abrflow.timing import timed  # noqa: F401  (re-exported: the one timing loop)
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -52,24 +50,6 @@ def environment() -> dict:
     return {"torch": torch.__version__, "python": platform.python_version(),
             "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "loadavg_before": load()}
-
-
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> dict:
-    """Wall seconds of ``fn`` over ``repeats`` calls after ``warmup`` calls.
-
-    ``median`` is the figure reported; ``best`` (the fastest call) is what the machine does when no
-    other process competes for its cores, ``p95`` the tail.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return {"median": statistics.median(times), "best": times[0],
-            "p95": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))], "n": len(times)}
 
 
 def rate(items: int, t: dict) -> dict:

@@ -70,8 +70,8 @@ def _finite(x: float) -> float | str | None:
     return x if math.isfinite(x) else ("inf" if x > 0 else None)
 
 
-def _thresholds(inference: ABRInference, records: ABRRecords) -> dict[str, dict]:
-    """Every variant's threshold per series key."""
+def _thresholds(inference: ABRInference, records: ABRRecords) -> tuple[dict[str, dict], np.ndarray]:
+    """Every variant's threshold per series key, and the model's wave-V probability per recording."""
     report = series_report(inference, records)
     prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
     rule = {"criterion": MODEL_RESPONSE_CRITERION, "detection": MODEL_DETECTION_CRITERION}
@@ -81,14 +81,14 @@ def _thresholds(inference: ABRInference, records: ABRRecords) -> dict[str, dict]
     for key, r in report.items():
         out[key] = {"model": r["threshold_db"], "model_gate_0.43": strict[key].threshold_db,
                     "model_no_gate": ungated[key].threshold_db, **r["baselines"], "report": r}
-    return out
+    return out, prob
 
 
 def smartep(inference: ABRInference) -> dict:
     rows, errors = {}, {v: [] for v in VARIANTS}
     for subject, expert in EXPERT_MEDIAN_DB.items():
         records = _load(inference, REAL / "ihs-smartep-human" / subject)
-        (key, est), = _thresholds(inference, records).items()
+        (key, est), = _thresholds(inference, records)[0].items()
         li = est["report"]["latency_intensity"]
         top = int(np.argmax(li["intensity_db"]))
         rows[subject] = {"expert_median_db": expert, **{v: _finite(est[v]) for v in VARIANTS},
@@ -113,8 +113,7 @@ def smartep(inference: ABRInference) -> dict:
 
 def earndb(inference: ABRInference) -> dict:
     records = _load(inference, REAL / "earndb")
-    estimates = _thresholds(inference, records)
-    prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
+    estimates, prob = _thresholds(inference, records)
     rep = replicates(records, MODEL_GATE_MIN_R)
     rep_5pct = replicates(records, REPLICATION_MIN_R)
     series = {}

@@ -57,6 +57,18 @@ def highpass_matrix(n_samples: int, sampling_rate_hz: float, highpass_hz: float)
     return matrix
 
 
+def _highpass(signal: np.ndarray, sampling_rate_hz: float, highpass_hz: float | None) -> np.ndarray:
+    """float32 [..., T] through the input high-pass (unchanged when ``highpass_hz`` is None).
+
+    ``sosfiltfilt`` itself, not the matrix: a NumPy matmul wakes OpenBLAS's own threads, which
+    then spin beside torch's and cost a quarter of the training throughput on 2 cores."""
+    signal = np.asarray(signal, np.float32)
+    if highpass_hz is None:
+        return signal
+    sos = _highpass_sos(float(sampling_rate_hz), float(highpass_hz))
+    return scipy.signal.sosfiltfilt(sos, signal, axis=-1).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class NormalizationStats:
     mode: str
@@ -82,13 +94,12 @@ class NormalizationStats:
         if highpass_hz is not None and not 0 < highpass_hz < fs / 2:
             raise DataError(f"input high-pass {highpass_hz:g} Hz must lie between 0 and Nyquist ({fs / 2:g} Hz)",
                             field="data.input_highpass_hz")
-        filtered = cls("none", 1.0, (0.0,) * 4, (1.0,) * 4, highpass_hz=highpass_hz, sampling_rate_hz=fs)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
         if len(rows) == 0:
             raise DataError("cannot fit normalisation on zero recordings")
         if mode == "global_robust":
-            x = filtered.filter_signal(_signal_sample(records, rows, max_signal_rows))
+            x = _highpass(_signal_sample(records, rows, max_signal_rows), fs, highpass_hz)
             sd = float(np.std(x))
             x -= np.median(x)  # in place: one copy of the sample at a time
             np.abs(x, out=x)
@@ -117,15 +128,8 @@ class NormalizationStats:
 
     # --------------------------------------------------------------- transforms
     def filter_signal(self, signal: np.ndarray) -> np.ndarray:
-        """The input high-pass (identity when ``highpass_hz`` is None), float32 [..., T].
-
-        ``sosfiltfilt`` itself, not the matrix: a NumPy matmul wakes OpenBLAS's own threads, which
-        then spin beside torch's and cost a quarter of the training throughput on 2 cores."""
-        signal = np.asarray(signal, np.float32)
-        if self.highpass_hz is None:
-            return signal
-        sos = _highpass_sos(float(self.sampling_rate_hz), float(self.highpass_hz))
-        return scipy.signal.sosfiltfilt(sos, signal, axis=-1).astype(np.float32)
+        """The input high-pass (identity when ``highpass_hz`` is None), float32 [..., T]."""
+        return _highpass(signal, self.sampling_rate_hz, self.highpass_hz)
 
     def normalize_signal(self, signal: np.ndarray) -> np.ndarray:
         """Model units; a signal too large to scale (|x| beyond float32 after scaling) is a DataError,

@@ -557,6 +557,11 @@ def _non_neural_uv(rng: np.random.Generator, t_ms: np.ndarray, level_db: np.ndar
     return out
 
 
+def amplifier_sos(fs_hz: float, phys: Physiology) -> np.ndarray:
+    """The recording amplifier's band-pass (2nd-order Butterworth, ``phys.amplifier_band_hz``)."""
+    return scipy.signal.butter(2, phys.amplifier_band_hz, btype="bandpass", fs=fs_hz, output="sos")
+
+
 def _eeg_noise_uv(rng: np.random.Generator, residual_noise_uv: np.ndarray, artifact: np.ndarray,
                   n_samples: int, fs_hz: float, sos: np.ndarray, phys: Physiology) -> np.ndarray:
     """Averaged EEG: 1/f noise whose broadband SD is the residual noise, plus artefact bursts,
@@ -595,7 +600,7 @@ def _synthesise(rng: np.random.Generator, plan: dict, waves: dict, noise: dict, 
     """Signals [N, T] in µV and the realised in-band noise SD per row, chunk by chunk."""
     n = len(plan["intensity_db"])
     t_ms = (np.arange(n_samples) * 1000.0 / fs_hz).astype(np.float32)
-    sos = scipy.signal.butter(2, phys.amplifier_band_hz, btype="bandpass", fs=fs_hz, output="sos")
+    sos = amplifier_sos(fs_hz, phys)
     neuropathy = plan["ear_class"][plan["ear"]] == NEUROPATHY
     signal = np.empty((n, n_samples), np.float32)
     noise_sd_uv = np.empty(n, np.float32)
@@ -724,7 +729,7 @@ def _half_averages(seed: int, signal: np.ndarray, noise: dict, fs_hz: float, n_s
                    phys: Physiology) -> dict:
     """Two half-averages per recording whose mean is ``signal`` (see :func:`simulate_cohort`)."""
     rng = np.random.default_rng([int(seed), 1])
-    sos = scipy.signal.butter(2, phys.amplifier_band_hz, btype="bandpass", fs=fs_hz, output="sos")
+    sos = amplifier_sos(fs_hz, phys)
     no_burst = np.zeros(len(signal), dtype=bool)
     half_diff = np.empty_like(signal)
     for start in range(0, len(signal), _CHUNK_ROWS):

@@ -82,7 +82,7 @@ def null_split_half_rs(n_pairs: int = 4000, seed: int = 0, sampling_rate_hz: flo
     from ..data import synthetic
 
     phys = synthetic.make_physiology()
-    sos = scipy.signal.butter(2, phys.amplifier_band_hz, btype="bandpass", fs=sampling_rate_hz, output="sos")
+    sos = synthetic.amplifier_sos(sampling_rate_hz, phys)
     rng = np.random.default_rng(seed)
     unit, clean = np.ones(n_pairs), np.zeros(n_pairs, dtype=bool)
     a, b = (synthetic._eeg_noise_uv(rng, unit, clean, signal_length, sampling_rate_hz, sos, phys) for _ in range(2))

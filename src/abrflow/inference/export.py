@@ -29,7 +29,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 import types
 import warnings
 from dataclasses import fields
@@ -46,6 +45,7 @@ from ..errors import AbrflowError
 from ..io import atomic_replace, atomic_write_text
 from ..models.heads import HeadOutput
 from ..models.s4d import S4D
+from ..timing import timed
 from .onnx_backend import file_sha256
 from .predictor import ABRInference
 
@@ -310,14 +310,7 @@ def _check_agreement(what: str, max_diff: float, eager: np.ndarray) -> None:
 
 
 def _p50_ms(fn, repeats: int = 30) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
+    return 1000.0 * timed(fn, repeats, warmup=3)["median"]
 
 
 def export_onnx(inference: ABRInference | str | os.PathLike, output_dir: str | os.PathLike, *,

@@ -93,7 +93,7 @@ def augment_batch(batch: dict[str, torch.Tensor], aug_cfg, sampling_rate_hz: flo
     dev = x.device
     ms_per_sample = 1000.0 / sampling_rate_hz
     lat = batch["v_latency_ms"].float().clone()
-    lat_mask = batch["v_latency_mask"].float().clone()
+    lat_mask = batch["v_latency_mask"].float()
     amp = batch["v_amplitude_uv"].float().clone()
     marked = batch["v_present"] > 0
 
