@@ -58,11 +58,12 @@ def test_gain_multiplies_and_amplitudes_are_physiological(earndb):
     stock = wfdb.rdrecord(str(EARNDB / f"{PAIR}_R1"))  # divides by the gain: absurd values
     assert np.abs(stock.p_signal[:, 0]).max() > 1e15
     digital = wfdb.rdrecord(str(EARNDB / f"{PAIR}_R1"), physical=False)
-    expected = resample_poly(digital.d_signal[:, 0] * digital.adc_gain[0], 5, 12)[:200]
     row = int(np.flatnonzero(earndb.extra["record"] == PAIR)[0])
+    onset = round(float(earndb.extra["stimulus_onset_ms"][row]) * 48)  # 48 samples per ms
+    expected = resample_poly(digital.d_signal[onset:, 0] * digital.adc_gain[0], 5, 12)[:200]
     np.testing.assert_allclose(earndb.extra["half_a"][row], expected, rtol=1e-5, atol=1e-7)
     peaks = np.abs(np.concatenate([earndb.extra["half_a"], earndb.extra["half_b"]])).max(axis=1)
-    assert 0.05 < peaks.min() and peaks.max() < 0.6          # measured 0.055–0.595 µV
+    assert 0.04 < peaks.min() and peaks.max() < 0.6          # measured 0.049–0.595 µV
     assert 0.08 < np.median(peaks) < 0.3
     np.testing.assert_allclose(earndb.signal, (earndb.extra["half_a"] + earndb.extra["half_b"]) / 2, atol=1e-6)
 
@@ -86,8 +87,42 @@ def test_split_half_correlation_rises_with_level(earndb):
         loudest.append(r[order[-1]])  # 100 dB peSPL
     lowest, loudest = np.array(lowest), np.array(loudest)
     assert len(lowest) == 16
-    assert (loudest > 0.5).all() and np.median(loudest) > 0.75        # measured 0.61–0.97
-    assert (lowest < 0.3).all() and abs(np.median(lowest)) < 0.2      # measured −0.65–0.26
+    assert (loudest > 0.6).all() and np.median(loudest) > 0.8         # measured 0.63–0.99, median 0.85
+    assert (lowest < 0.5).all() and abs(np.median(lowest)) < 0.1      # measured −0.67–0.49, median 0.02
+
+
+def test_time_zero_is_the_onset_the_ear_canal_microphone_heard(earndb):
+    """In N3, N6 (1 kHz) and N8 the burst comes ~5.5 ms after sample 0; a window cut at sample 0 missed wave V."""
+    onset = {}
+    for key, rows in _series(earndb).items():
+        values = earndb.extra["stimulus_onset_ms"][rows]
+        assert np.ptp(values) == 0 and earndb.extra["onset_from_microphone"][rows].all()  # one onset per series
+        onset[key] = float(values[0])
+    late = {"N3|R|F1", "N3|R|F4", "N6|R|F1", "N8|R|F1", "N8|R|F4"}
+    for key, ms in onset.items():
+        low, high = (5.2, 5.8) if key in late else (0.25, 0.7)  # measured 5.33–5.60 and 0.31–0.56 ms
+        assert low <= ms <= high, (key, ms)
+    # Cut at the onset, N8's 4 kHz series at 100 dB replicates and its largest peak sits where wave V
+    # belongs (measured 6.1 ms); cut at sample 0 the halves disagreed 5 ms later in the record.
+    row = int(np.flatnonzero(earndb.extra["record"] == "N8_evoked_ave100_F4")[0])
+    assert earndb.extra["split_half_r"][row] > 0.8
+    assert 5.0 < np.argmax(earndb.signal[row, 60:]) / 20 + 3.0 < 7.5
+
+
+def test_an_onset_the_microphone_cannot_place_falls_back_to_sample_0_with_a_warning(tmp_path):
+    quiet = "N1_evoked_ave10_F1"  # 10 dB peSPL: the burst is only 6× the microphone's noise
+    with pytest.warns(UserWarning, match="too faint a burst"):
+        rec = read_wfdb(EARNDB / f"{quiet}_R1.hea")
+    assert rec.extra["stimulus_onset_ms"].tolist() == [0.0] and not rec.extra["onset_from_microphone"][0]
+    for half in ("R1", "R2"):  # the same pair with the microphone channel taken out of the files
+        samples = np.fromfile(EARNDB / f"{quiet}_{half}.dat", "<i4").reshape(-1, 2)[:, :1].copy()
+        samples.tofile(tmp_path / f"{quiet}_{half}.dat")
+        lines = (EARNDB / f"{quiet}_{half}.hea").read_text(encoding="ascii").splitlines()
+        lines[0] = lines[0].replace(" 2 48000 ", " 1 48000 ")
+        (tmp_path / f"{quiet}_{half}.hea").write_text("\n".join(lines[:2] + lines[3:]) + "\n", encoding="ascii")
+    with pytest.warns(UserWarning, match="has no microphone channel"):
+        bare = read_wfdb(tmp_path)
+    np.testing.assert_allclose(bare.signal, rec.signal, atol=1e-6)
 
 
 def test_single_record_paths_read_their_pair(tmp_path):

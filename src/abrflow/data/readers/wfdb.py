@@ -8,13 +8,21 @@ Pearson r over 1–10 ms (``_common.split_half_r``). A series is subject + frequ
 
 Format and quirks (the ``wfdb`` package reads the format; it is imported only here):
 
-- Signal 0 is the ABR; signal 1 (the OAE channel) is not read into the records.
+- Signal 0 is the ABR; signal 1 is the OAE probe microphone in the ear canal, which records the
+  tone burst itself: it is used only to find the stimulus onset (below), not kept in the records.
 - Gain: every record is scaled to the full int32 range and the header's gain acts as a
   MULTIPLIER: ``(digital − baseline) × gain`` gives µV-sized values (peaks 0.06–0.6 µV) although
   the header names the unit nV. A stock reader divides and returns ~1e18, so the raw digital
   values are read (``physical=False``) and multiplied. Each half's window is then checked to be
   physiological (peak |x| within ``PEAK_RANGE_UV``); anything else is an error naming the file.
-- Time zero is sample 0; each half (48 kHz) is resampled to the model's rate with
+- Time zero is the stimulus onset heard in the ear canal, NOT sample 0: per series (subject +
+  frequency) the microphone of its loudest level places the burst's onset
+  (``_acoustic.burst_onset_index``), and every level of the series is cut there. The burst starts
+  0.3–0.6 ms after sample 0 in most series but 5.3–5.7 ms after it in N3, N6 (1 kHz) and N8 (the
+  data set's README assumes sample 0). ``extra["stimulus_onset_ms"]`` keeps the onset in the
+  record's own time; where no microphone channel or too faint a burst cannot place it (a lone
+  low-level pair), sample 0 is used with a logged warning and ``extra["onset_from_microphone"]``
+  False. From the onset each half (48 kHz) is resampled to the model's rate with
   ``resample_poly`` (20 000/48 000 = 5/12) and cut to ``signal_length`` samples.
 - ``N8_evoked_ave55_F1_R2.dat`` has no header: a ``.dat`` without ``.hea`` is read with its twin
   half's header (same subject, level and frequency; the gain is then the twin's, so that half's
@@ -49,6 +57,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..records import ABRRecords, class_code, empty_rows
+from ._acoustic import burst_onset_index
 from ._common import (
     EAR_NAMES,
     check_time_base,
@@ -66,6 +75,7 @@ PEAK_RANGE_UV = (0.005, 5.0)
 LEVEL_UNIT = "dB peSPL"
 SPLIT_HALF_WINDOW_MS = (1.0, 10.0)
 ABR_SIGNAL = 0
+MICROPHONE_SIGNAL = 1
 BYTES_PER_SAMPLE = {"32": 4}  # the formats this reader accepts (EARNDB uses little-endian int32)
 
 
@@ -100,12 +110,15 @@ class _Name:
 
 @dataclass
 class _Half:
-    """One half-average read and checked: its window in µV and its comment values."""
+    """One half-average read and checked: the whole ABR in µV, the microphone, the comment values."""
 
     name: _Name
-    window_uv: np.ndarray
+    abr_uv: np.ndarray  # the whole record at the source rate
+    microphone: np.ndarray | None  # raw samples of the ear-canal microphone, None without one
+    source_hz: float
     comments: dict[str, str]
     header_file: Path  # the twin's header when this half has none
+    window_uv: np.ndarray | None = None  # cut at the series' onset by ``_cut``
 
     @property
     def header_borrowed(self) -> bool:
@@ -190,8 +203,8 @@ def _read_header(wfdb, header_name: _Name, dat: Path):
     return header
 
 
-def _digital_abr(wfdb, name: _Name, header_name: _Name) -> tuple[np.ndarray, object]:
-    """Raw int ABR samples and the header they were read with (the twin's when borrowed).
+def _digital(wfdb, name: _Name, header_name: _Name) -> tuple[np.ndarray, object]:
+    """Raw int samples [n, signals] and the header they were read with (the twin's when borrowed).
 
     The header is parsed and checked against the signal file's size *before* any sample is read,
     and the (checked) interleaved little-endian int32 layout of format 32 is then read directly:
@@ -200,11 +213,10 @@ def _digital_abr(wfdb, name: _Name, header_name: _Name) -> tuple[np.ndarray, obj
     """
     dat = name.path(".dat")
     header = _read_header(wfdb, header_name, dat)
-    samples = np.fromfile(dat, "<i4").reshape(header.sig_len, header.n_sig)
-    return samples[:, ABR_SIGNAL].astype(np.float64), header
+    return np.fromfile(dat, "<i4").reshape(header.sig_len, header.n_sig), header
 
 
-def _read_half(wfdb, name: _Name, *, signal_length: int, sampling_rate_hz: float) -> _Half:
+def _read_half(wfdb, name: _Name) -> _Half:
     if not name.path(".dat").exists():
         raise DataError("the signal file is missing (each level needs both halves, R1 and R2)",
                         file=str(name.path(".dat")))
@@ -218,30 +230,66 @@ def _read_half(wfdb, name: _Name, *, signal_length: int, sampling_rate_hz: float
                    f"{header_name.path('.hea').name} (same level; the twin's gain scales it)")
         logger.warning(message)
         warnings.warn(message, stacklevel=3)
-    digital, header = _digital_abr(wfdb, name, header_name)
-    file = str(name.path(".dat"))
+    digital, header = _digital(wfdb, name, header_name)
     gain = header.adc_gain[ABR_SIGNAL]
     baseline = (header.baseline or [0] * header.n_sig)[ABR_SIGNAL] or 0
     if not gain or not np.isfinite(gain) or gain <= 0:
         raise DataError(f"gain {gain!r} is not a positive number", file=str(header_name.path(".hea")), field="gain")
-    microvolts = (digital - baseline) * gain  # the EARNDB quirk: the gain multiplies
+    microvolts = (digital[:, ABR_SIGNAL].astype(np.float64) - baseline) * gain  # the EARNDB quirk: the gain multiplies
+    microphone = digital[:, MICROPHONE_SIGNAL].astype(np.float64) if header.n_sig > MICROPHONE_SIGNAL else None
+    comments = _comments(header.comments or [], str(header_name.path(".hea")))
+    return _Half(name, microvolts, microphone, float(header.fs), comments, header_file=header_name.path(".hea"))
+
+
+def _cut(half: _Half, onset: int, *, signal_length: int, sampling_rate_hz: float) -> np.ndarray:
+    """The half's window from sample ``onset`` at the model's rate, checked to be physiological."""
+    file = str(half.name.path(".dat"))
     try:
-        ratio = resampling_ratio(sampling_rate_hz, float(header.fs))
+        ratio = resampling_ratio(sampling_rate_hz, half.source_hz)
     except ValueError as exc:
-        raise DataError(str(exc), file=str(header_name.path(".hea")), field="fs") from None
+        raise DataError(str(exc), file=str(half.header_file), field="fs") from None
     needed = samples_needed(signal_length, ratio)
-    if len(microvolts) < needed:
-        raise DataError(f"{len(microvolts)} samples at {header.fs:g} Hz cannot cover {signal_length} samples at "
-                        f"{sampling_rate_hz:g} Hz (need {needed})", file=file, field="sig_len")
-    window = window_from_onset(microvolts, ratio, signal_length)
+    after = len(half.abr_uv) - onset
+    if after < needed:
+        raise DataError(f"{after} samples at {half.source_hz:g} Hz after the stimulus onset (sample {onset}) cannot "
+                        f"cover {signal_length} samples at {sampling_rate_hz:g} Hz (need {needed})", file=file,
+                        field="sig_len")
+    window = window_from_onset(half.abr_uv[onset:], ratio, signal_length)
     peak = float(np.max(np.abs(window)))
     low, high = PEAK_RANGE_UV
     if not low <= peak <= high:
         raise DataError(f"peak |ABR| {peak:.3g} µV in the window is not physiological ({low}–{high} µV); the "
-                        f"header gain {gain:g} is expected to multiply the int32 samples", file=file,
-                        field="amplitude")
-    comments = _comments(header.comments or [], str(header_name.path(".hea")))
-    return _Half(name, window, comments, header_file=header_name.path(".hea"))
+                        f"header gain is expected to multiply the int32 samples", file=file, field="amplitude")
+    return window
+
+
+def _series_onsets(pairs: list[tuple[_Half, _Half]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """Per series (subject, kHz): (onset sample, placed by the microphone?) from its loudest level.
+
+    The onset is a property of the set-up, the same at every level of a series (measured: within
+    0.05 ms from 30 dB up), and the loudest level places it best.
+    """
+    loudest: dict[tuple[str, str], tuple[_Half, _Half]] = {}
+    for a, b in pairs:
+        key = (a.name.subject, a.name.khz)
+        if key not in loudest or int(a.name.level) > int(loudest[key][0].name.level):
+            loudest[key] = (a, b)
+    onsets = {}
+    for key, (a, b) in loudest.items():
+        mics = [h.microphone for h in (a, b) if h.microphone is not None]
+        index, ratio = (None, 0.0)
+        if mics:
+            length = min(len(m) for m in mics)
+            index, ratio = burst_onset_index(np.mean([m[:length] for m in mics], axis=0), a.source_hz,
+                                             1000.0 * int(a.name.khz))
+        if index is None:
+            why = "has no microphone channel" if not mics else f"holds too faint a burst (peak/median {ratio:.0f})"
+            message = (f"{a.name.path('.dat')}: the ear-canal microphone {why}, so the stimulus onset of series "
+                       f"N{a.name.subject} F{a.name.khz} cannot be placed; taking sample 0 as onset")
+            logger.warning(message)
+            warnings.warn(message, stacklevel=3)
+        onsets[key] = (index or 0, index is not None)
+    return onsets
 
 
 # ---------------------------------------------------------------- pairs → rows
@@ -287,8 +335,10 @@ def _row_values(a: _Half, b: _Half) -> dict[str, object]:
             "noise": (a.number("residual noise level"), b.number("residual noise level"))}
 
 
-def _records(pairs: list[tuple[_Half, _Half]], sampling_rate_hz: float, source: str) -> ABRRecords:
+def _records(pairs: list[tuple[_Half, _Half]], onsets: dict[tuple[str, str], tuple[int, bool]],
+             sampling_rate_hz: float, source: str) -> ABRRecords:
     values = [_row_values(a, b) for a, b in pairs]
+    placed = [onsets[(a.name.subject, a.name.khz)] for a, _ in pairs]
     n = len(pairs)
     half_a = np.stack([a.window_uv for a, _ in pairs]).astype(np.float32)
     half_b = np.stack([b.window_uv for _, b in pairs]).astype(np.float32)
@@ -319,6 +369,9 @@ def _records(pairs: list[tuple[_Half, _Half]], sampling_rate_hz: float, source: 
             "stimulus_frequency_khz": np.array([v["khz"] for v in values], np.float32),
             "level_unit": np.full(n, LEVEL_UNIT),
             "header_borrowed": np.array([a.header_borrowed or b.header_borrowed for a, b in pairs]),
+            "stimulus_onset_ms": np.array([1000.0 * i / a.source_hz for (i, _), (a, _) in zip(placed, pairs)],
+                                          np.float32),
+            "onset_from_microphone": np.array([bool(m) for _, m in placed]),
             "record": np.array([a.name.pair for a, _ in pairs]),
         })
 
@@ -358,11 +411,15 @@ def read_wfdb(path_or_folder: str | os.PathLike, *, signal_length: int = 200,
     wfdb = _import_wfdb(str(path))
     pairs = []
     for first in _pairs_in(path):
-        a = _read_half(wfdb, first, signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
-        b = _read_half(wfdb, first.twin(), signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
+        a, b = _read_half(wfdb, first), _read_half(wfdb, first.twin())
         _check_pair(a, b)
         pairs.append((a, b))
-    records = _records(pairs, sampling_rate_hz, source=f"wfdb:{path.name}")
+    onsets = _series_onsets(pairs)
+    for a, b in pairs:
+        onset = onsets[(a.name.subject, a.name.khz)][0]
+        for half in (a, b):
+            half.window_uv = _cut(half, onset, signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
+    records = _records(pairs, onsets, sampling_rate_hz, source=f"wfdb:{path.name}")
     try:
         return records.validate()
     except DataError as exc:
