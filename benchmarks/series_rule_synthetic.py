@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from _checkpoint import benchmark_checkpoint
 
-from abrflow.data.synthetic import simulate_cohort
+from abrflow.data.synthetic import simulate_cohort, simulator_options
 from abrflow.evaluation import replication
 from abrflow.evaluation.metrics import threshold_metrics
 from abrflow.evaluation.thresholds import (
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out = str(RESULTS / ("series_rule_synthetic.json" if provenance["source"] == "given"
                                   else "series_rule_synthetic_bench_checkpoint.json"))
     inference = ABRInference(str(path), device="cpu")
-    records = simulate_cohort(**TUNING, half_averages=True, signal_length=inference.signal_length,
-                              sampling_rate_hz=inference.sampling_rate_hz)
+    records = simulate_cohort(**TUNING, half_averages=True, **simulator_options(inference.cfg.data))
     prob = inference.analyse_records(records, return_confidence=False)["v_present_prob"]
     attainable = true_series_thresholds(records, attainable=True)
     null_rs = replication.null_split_half_rs()

@@ -82,6 +82,9 @@ def test_unknown_env_key_names_variable():
         ("data.dataloader.batch_size=0", "data.dataloader.batch_size"),
         ("hardware.devices=-2", "hardware.devices"),
         ("data.source=file", "dataset_path"),
+        ("data.synthetic.eeg_exponent_range=[2.0,1.0]", "data.synthetic.eeg_exponent_range"),
+        ("data.synthetic.eeg_exponent_range=[1.0,5.0]", "data.synthetic.eeg_exponent_range"),
+        ("data.synthetic.eeg_exponent_range=[1.0]", "data.synthetic.eeg_exponent_range"),
     ],
 )
 def test_bad_values_are_named(override, key):

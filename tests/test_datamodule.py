@@ -143,3 +143,11 @@ def test_real_exports_load_in_the_models_time_base():
     rec = ABRDataModule(cfg.data).load()
     assert rec.n_samples == 200 and rec.sampling_rate_hz == 20000.0
     assert set(np.unique(rec.patient_id)) == {"P3", "P6", "P8"}
+
+
+def test_synthetic_source_simulates_with_the_configured_noise_colour():
+    cfg = load_config(overrides=["data.synthetic.n_patients=500", "data.synthetic.eeg_exponent_range=[2.0,2.0]"],
+                      environ={})
+    dm = ABRDataModule(cfg.data)
+    dm.setup()
+    assert len(dm.records) > 0 and (dm.records.extra["eeg_exponent"] == 2.0).all()

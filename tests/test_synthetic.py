@@ -352,6 +352,8 @@ def test_fmp_grows_with_sweeps_for_the_same_response(cohort):
     (dict(sweeps_range=(4000, 1000)), "sweeps_range"),
     (dict(v_amplitude_max_uv_range=0.4), "v_amplitude_max_uv_range"),
     (dict(adult_v_latency_80db_ms=float("nan")), "adult_v_latency_80db_ms"),
+    (dict(eeg_exponent_range=(2.0, 1.0)), "eeg_exponent_range"),
+    (dict(eeg_exponent_range=(1.0, 6.0)), "eeg_exponent_range"),
 ])
 def test_bad_parameters_raise_config_error_naming_them(kwargs, name):
     call = {"n_patients": 3, **kwargs}
@@ -383,3 +385,32 @@ def test_half_averages_average_to_the_recording_and_leave_the_cohort_unchanged()
     ratio = np.median(diff_sd / halves.extra["noise_sd_uv"])
     assert 0.8 < ratio < 1.25
     assert "half_a" not in plain.extra
+
+
+# ----------------------------------------------------------------------------- noise colour
+def _half_difference_psd_db(rec: ABRRecords) -> tuple[np.ndarray, np.ndarray]:
+    """Median PSD (dB re its 100–1100 Hz mean) of the halves' difference: the noise alone."""
+    from scipy.signal import welch
+
+    f, p = welch((rec.extra["half_a"] - rec.extra["half_b"]) / 2, fs=rec.sampling_rate_hz, nperseg=200, axis=-1)
+    p = np.median(p, axis=0)
+    return f, 10 * np.log10(p / p[(f >= 100) & (f <= 1100)].mean())
+
+
+def test_eeg_exponent_recolours_the_noise_without_changing_its_in_band_level():
+    pink = simulate_cohort(60, seed=5, half_averages=True)
+    same = simulate_cohort(60, seed=5, half_averages=True, eeg_exponent_range=(1.0, 1.0))
+    np.testing.assert_array_equal(pink.signal, same.signal)  # the default draws nothing extra
+    assert (pink.extra["eeg_exponent"] == 1.0).all()
+    brown = simulate_cohort(60, seed=5, half_averages=True, eeg_exponent_range=(2.0, 2.0))
+    f, pink_db = _half_difference_psd_db(pink)
+    _, brown_db = _half_difference_psd_db(brown)
+    at = {hz: int(np.argmin(np.abs(f - hz))) for hz in (300, 1500)}
+    # 300 → 1500 Hz: 1/f falls 7.0 dB here, 1/f² 14.2 dB (the real SmartEP and EARNDB noise: 13.6–21.5 dB).
+    assert 5 < pink_db[at[300]] - pink_db[at[1500]] < 9
+    assert 12 < brown_db[at[300]] - brown_db[at[1500]] < 18
+    ratio = np.median(brown.extra["noise_sd_uv"]) / np.median(pink.extra["noise_sd_uv"])
+    assert 0.75 < ratio < 1.1  # same power in the amplifier band (measured 0.86 in the response window)
+    mixed = simulate_cohort(60, seed=5, eeg_exponent_range=(1.0, 2.5))
+    assert 1.0 <= mixed.extra["eeg_exponent"].min() and mixed.extra["eeg_exponent"].max() <= 2.5
+    assert mixed.extra["eeg_exponent"].std() > 0.3

@@ -59,7 +59,7 @@ def format_summary(summary: dict) -> str:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .data.synthetic import simulate_cohort
+    from .data.synthetic import simulate_cohort, simulator_options
 
     cfg = load_config(args.config, args.overrides)
     n_patients = args.patients if args.patients is not None else cfg.data.synthetic.n_patients
@@ -67,9 +67,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if n_patients < 1:
         raise AbrflowError(f"--patients must be ≥ 1, got {n_patients}")
     start = time.perf_counter()
-    options = {"sampling_rate_hz": cfg.data.sampling_rate_hz, "signal_length": cfg.data.signal_length,
-               "alternate_polarity": cfg.data.synthetic.alternate_polarity,
-               "artifact_rate": cfg.data.synthetic.artifact_rate}
+    options = simulator_options(cfg.data)
     if args.out_dir:  # any size: simulated and written a chunk of patients at a time, then memory-mapped
         from .data.records import ABRRecords
         from .data.synthetic import simulate_cohort_to_dir

@@ -55,6 +55,7 @@ class SyntheticConfig:
     seed: int = 42
     alternate_polarity: bool = True
     artifact_rate: float = 0.02
+    eeg_exponent_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
 
 
 @dataclass
@@ -493,6 +494,11 @@ def validate_config(cfg: DictConfig) -> None:
     if abs(total - 1.0) > 1e-6:
         raise ConfigError(
             f"data.splits ratios must sum to 1, got {s.train_ratio} + {s.val_ratio} + {s.test_ratio} = {total:g}")
+    exponents = list(cfg.data.synthetic.eeg_exponent_range)
+    if len(exponents) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                       for x in exponents) or not 0 <= exponents[0] <= exponents[1] <= 4:
+        raise ConfigError(f"data.synthetic.eeg_exponent_range = {exponents} must be [low, high] with "
+                          "0 ≤ low ≤ high ≤ 4 (spectral exponents: 0 white, 1 pink, 2 brown)")
     arch = cfg.model.architecture
     if len(arch.channel_mults) != arch.n_levels:
         raise ConfigError(f"model.architecture.channel_mults has {len(arch.channel_mults)} entries; "

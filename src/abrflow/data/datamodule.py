@@ -176,13 +176,10 @@ class ABRDataModule(L.LightningDataModule):
         if self._given is not None:
             rec = self._given
         elif self.cfg.source == "synthetic":
-            from .synthetic import simulate_cohort
+            from .synthetic import simulate_cohort, simulator_options
 
             syn = self.cfg.synthetic
-            rec = simulate_cohort(n_patients=syn.n_patients, seed=syn.seed,
-                                  sampling_rate_hz=self.cfg.sampling_rate_hz,
-                                  signal_length=self.cfg.signal_length,
-                                  alternate_polarity=syn.alternate_polarity, artifact_rate=syn.artifact_rate)
+            rec = simulate_cohort(n_patients=syn.n_patients, seed=syn.seed, **simulator_options(self.cfg))
         else:
             from .readers import load_records
 

@@ -134,6 +134,12 @@ class Physiology:
     sweeps_range: tuple[float, float] = (1000.0, 4000.0)  # accepted sweeps
     rejected_sweeps_max_mean: float = 60.0  # mean rejections at the noisiest σ_EEG
     eeg_floor_hz: float = 10.0  # 1/f spectrum is flat below this
+    # Spectral exponent α of the averaged EEG (power ∝ 1/f^α above eeg_floor_hz), drawn uniformly
+    # per recording. 1 keeps the classic 1/f; residual noise in real clinic exports falls faster
+    # in the ABR band (≈ 1/f² between 300 and 1500 Hz in SmartEP and EARNDB), so a training cohort
+    # can be given a range. Whatever α, the noise power inside the amplifier band is that of the
+    # 1/f noise of the same residual noise, so α changes the colour, not the difficulty.
+    eeg_exponent_range: tuple[float, float] = (1.0, 1.0)
     amplifier_band_hz: tuple[float, float] = (100.0, 3000.0)
     artifact_burst_uv_range: tuple[float, float] = (3.0, 8.0)  # × residual noise, before filtering
     artifact_burst_width_ms_range: tuple[float, float] = (0.3, 1.5)
@@ -153,6 +159,8 @@ _RUN_PARAMETERS = ("n_patients", "seed", "sampling_rate_hz", "signal_length", "a
 _POSITIVE_FIELDS = ("maturation_time_constant_years", "li_knee_db", "recruitment_sl_db",
                     "v_amplitude_growth_db", "recruitment_growth_factor", "sn10_width_ms",
                     "eeg_floor_hz", "fmp_scale", "visibility_snr")
+#: Steepest EEG spectrum the simulator accepts (power ∝ 1/f^4 is already far redder than any EEG).
+MAX_EEG_EXPONENT = 4.0
 #: Ranges whose lower end must be strictly positive (divisors, logarithms, widths, rates).
 _POSITIVE_RANGES = ("sigma_eeg_uv_range", "wave_width_ms_range", "drift_period_ms_range",
                     "cm_frequency_hz_range", "artifact_burst_width_ms_range", "amplifier_band_hz",
@@ -199,6 +207,8 @@ def _check_field(name: str, value: object, default: object) -> None:
             raise _bad(name, value, "strictly positive values")
         if (name == "class_prevalence" or name.endswith("_weights")) and abs(arr.sum() - 1.0) > 1e-3:
             raise _bad(name, value, f"shares summing to 1 (they sum to {arr.sum():.4f})")
+        if name == "eeg_exponent_range" and arr.max() > MAX_EEG_EXPONENT:
+            raise _bad(name, value, f"exponents in [0, {MAX_EEG_EXPONENT:g}] (0 white, 1 pink, 2 brown)")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value):
@@ -494,8 +504,11 @@ def _noise_parameters(rng: np.random.Generator, n: int, artifact_rate: float, ph
     artifact = rng.random(n) < artifact_rate
     noisiness = (sigma - lo) / max(hi - lo, 1e-9)
     rejected = rng.poisson(2 + phys.rejected_sweeps_max_mean * noisiness ** 2 + artifact * 150)
+    low, high = phys.eeg_exponent_range
+    # Drawn only when it varies, so that the default cohort's random stream is unchanged.
+    exponent = np.full(n, low) if low == high else rng.uniform(low, high, n)
     return {"sigma_eeg_uv": sigma, "sweeps_accepted": accepted, "sweeps_rejected": rejected,
-            "residual_noise_uv": sigma / np.sqrt(accepted), "artifact": artifact}
+            "residual_noise_uv": sigma / np.sqrt(accepted), "artifact": artifact, "eeg_exponent": exponent}
 
 
 # ---------------------------------------------------------------------------- waveforms
@@ -563,9 +576,13 @@ def amplifier_sos(fs_hz: float, phys: Physiology) -> np.ndarray:
 
 
 def _eeg_noise_uv(rng: np.random.Generator, residual_noise_uv: np.ndarray, artifact: np.ndarray,
-                  n_samples: int, fs_hz: float, sos: np.ndarray, phys: Physiology) -> np.ndarray:
+                  n_samples: int, fs_hz: float, sos: np.ndarray, phys: Physiology,
+                  exponent: np.ndarray | None = None) -> np.ndarray:
     """Averaged EEG: 1/f noise whose broadband SD is the residual noise, plus artefact bursts,
-    band-passed (zero phase) like the amplifier; a padded buffer keeps filter edges out."""
+    band-passed (zero phase) like the amplifier; a padded buffer keeps filter edges out.
+
+    ``exponent`` [N] recolours row i to 1/f^α_i with the same power inside the amplifier band
+    (``Physiology.eeg_exponent_range``); None or all 1 is the 1/f noise itself."""
     n = len(residual_noise_uv)
     pad = max(int(math.ceil(0.005 * fs_hz)), 16)
     n_buf = n_samples + 2 * pad + (n_samples % 2)
@@ -578,6 +595,8 @@ def _eeg_noise_uv(rng: np.random.Generator, residual_noise_uv: np.ndarray, artif
     weight = (n_buf * np.sqrt(bin_power) / 2).astype(np.float32)
     weight[0] = 0.0
     weight[-1] = 0.0
+    if exponent is not None and np.any(exponent != 1.0):
+        weight = weight * _recolouring(freqs_hz, psd, np.asarray(exponent, np.float64), phys)
     # Complex Gaussian coefficients (float32 pairs viewed as complex64): single precision is ample
     # for noise and halves the memory traffic of the FFT and the filter.
     coeffs = rng.standard_normal((n, 2 * freqs_hz.size), dtype=np.float32).view(np.complex64)
@@ -595,6 +614,16 @@ def _eeg_noise_uv(rng: np.random.Generator, residual_noise_uv: np.ndarray, artif
     return np.ascontiguousarray(filtered[:, pad:pad + n_samples], dtype=np.float32)
 
 
+def _recolouring(freqs_hz: np.ndarray, psd_1f: np.ndarray, exponent: np.ndarray, phys: Physiology) -> np.ndarray:
+    """Amplitude factors [N, F] that turn the 1/f PSD into 1/f^α_i with the same in-band power."""
+    f = np.maximum(freqs_hz, phys.eeg_floor_hz)
+    low_hz, high_hz = phys.amplifier_band_hz
+    band = (freqs_hz >= low_hz) & (freqs_hz <= high_hz)
+    psd = f[None, :] ** -exponent[:, None]
+    psd *= psd_1f[band].sum() / psd[:, band].sum(axis=1, keepdims=True)
+    return np.sqrt(psd / psd_1f[None, :]).astype(np.float32)
+
+
 def _synthesise(rng: np.random.Generator, plan: dict, waves: dict, noise: dict, fs_hz: float,
                 n_samples: int, alternate_polarity: bool, phys: Physiology) -> tuple[np.ndarray, np.ndarray]:
     """Signals [N, T] in µV and the realised in-band noise SD per row, chunk by chunk."""
@@ -608,7 +637,7 @@ def _synthesise(rng: np.random.Generator, plan: dict, waves: dict, noise: dict, 
     for start in range(0, n, _CHUNK_ROWS):
         rows = slice(start, min(start + _CHUNK_ROWS, n))
         eeg = _eeg_noise_uv(rng, noise["residual_noise_uv"][rows], noise["artifact"][rows],
-                            n_samples, fs_hz, sos, phys)
+                            n_samples, fs_hz, sos, phys, noise["eeg_exponent"][rows])
         noise_sd_uv[rows] = eeg[:, window].std(axis=1)
         signal[rows] = _response_uv(t_ms, waves, rows, phys) + eeg + _non_neural_uv(
             rng, t_ms, plan["intensity_db"][rows], neuropathy[rows], alternate_polarity, phys)
@@ -719,6 +748,7 @@ def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz:
             "residual_noise_uv": noise["residual_noise_uv"].astype(np.float32),
             "noise_sd_uv": noise_sd_uv,
             "artifact_burst": noise["artifact"],
+            "eeg_exponent": noise["eeg_exponent"].astype(np.float32),
         })
     if half_averages:
         records.extra.update(_half_averages(seed, signal, noise, fs_hz, n_samples, phys))
@@ -735,9 +765,18 @@ def _half_averages(seed: int, signal: np.ndarray, noise: dict, fs_hz: float, n_s
     for start in range(0, len(signal), _CHUNK_ROWS):
         rows = slice(start, min(start + _CHUNK_ROWS, len(signal)))
         half_diff[rows] = _eeg_noise_uv(rng, noise["residual_noise_uv"][rows], no_burst[rows], n_samples, fs_hz,
-                                        sos, phys)
+                                        sos, phys, noise["eeg_exponent"][rows])
     return {"half_a": signal + half_diff, "half_b": signal - half_diff,
             "sweeps": noise["sweeps_accepted"].astype(np.float32)}
+
+
+def simulator_options(data_cfg) -> dict:
+    """``simulate_cohort`` options (all but size and seed) from a ``data`` config section: one place,
+    so that training, ``abrflow simulate`` and the benchmarks' tuning cohorts simulate alike."""
+    syn = data_cfg.synthetic
+    return {"sampling_rate_hz": float(data_cfg.sampling_rate_hz), "signal_length": int(data_cfg.signal_length),
+            "alternate_polarity": bool(syn.alternate_polarity), "artifact_rate": float(syn.artifact_rate),
+            "eeg_exponent_range": tuple(float(x) for x in syn.get("eeg_exponent_range", (1.0, 1.0)))}
 
 
 def simulate_cohort_to_dir(path, n_patients: int = 2038, seed: int = 42, *, chunk_patients: int = 2000,
