@@ -133,6 +133,7 @@ def earndb(inference: ABRInference) -> dict:
             "model_claims_without_replication": int(np.sum(claimed & rep[rows] & ~rep_5pct[rows])),
             "v_latency_highest_ms": {"model": est["report"]["latency_intensity"]["v_latency_ms"][0],
                                      "picker": est["report"]["latency_intensity"]["picker_v_latency_ms"][0]},
+            "slope_ms_per_db": est["report"]["latency_intensity"]["slope_ms_per_db"],
         }
     n = len(series)
     below = {v: int(sum(1 for s in series.values() if s["threshold_minus_lowest_db"][v] is not None
