@@ -74,3 +74,12 @@ def benchmark_checkpoint(path: str | None = None) -> tuple[Path, dict]:
               "path": str(best)}
     atomic_write_text(recipe_file, json.dumps(recipe, indent=1))
     return best, {**recipe, "reused_from_cache": False}
+
+
+def benchmark_models(paths: list[str] | None = None) -> tuple[list[Path], dict]:
+    """Like :func:`benchmark_checkpoint` for ``--checkpoint PATH…``: one path (or none) as there,
+    several as a given ensemble (``abrflow.inference.ensemble``), listed in the provenance."""
+    if paths and len(paths) > 1:
+        return [Path(p) for p in paths], {"source": "given", "ensemble": [str(p) for p in paths]}
+    path, provenance = benchmark_checkpoint(paths[0] if paths else None)
+    return [path], provenance

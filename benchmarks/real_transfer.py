@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _checkpoint import benchmark_checkpoint
+from _checkpoint import benchmark_models
 
 from abrflow.data.readers import load_records
 from abrflow.data.records import ABRRecords
@@ -35,7 +35,8 @@ from abrflow.evaluation.thresholds import (
     MODEL_RESPONSE_CRITERION,
     series_thresholds,
 )
-from abrflow.inference.predictor import ABRInference, _model_view
+from abrflow.inference.ensemble import load_model
+from abrflow.inference.predictor import _model_view
 from abrflow.inference.series import series_report
 from abrflow.io import atomic_write_text
 
@@ -58,7 +59,7 @@ VARIANTS = {
 }
 
 
-def _load(inference: ABRInference, path: Path) -> ABRRecords:
+def _load(inference, path: Path) -> ABRRecords:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # EARNDB's header-less half: the reader's warning is logged
         return load_records(path, signal_length=inference.signal_length, sampling_rate_hz=inference.sampling_rate_hz)
@@ -70,7 +71,7 @@ def _finite(x: float) -> float | str | None:
     return x if math.isfinite(x) else ("inf" if x > 0 else None)
 
 
-def _thresholds(inference: ABRInference, records: ABRRecords) -> tuple[dict[str, dict], np.ndarray]:
+def _thresholds(inference, records: ABRRecords) -> tuple[dict[str, dict], np.ndarray]:
     """Every variant's threshold per series key, and the model's wave-V probability per recording."""
     report = series_report(inference, records)
     prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
@@ -84,7 +85,7 @@ def _thresholds(inference: ABRInference, records: ABRRecords) -> tuple[dict[str,
     return out, prob
 
 
-def smartep(inference: ABRInference) -> dict:
+def smartep(inference) -> dict:
     rows, errors = {}, {v: [] for v in VARIANTS}
     for subject, expert in EXPERT_MEDIAN_DB.items():
         records = _load(inference, REAL / "ihs-smartep-human" / subject)
@@ -111,7 +112,7 @@ def smartep(inference: ABRInference) -> dict:
             "met": summary["model"]["within_5_db"] == 3 and summary["model"]["mae_db"] <= summary[best_classical]["mae_db"]}
 
 
-def earndb(inference: ABRInference) -> dict:
+def earndb(inference) -> dict:
     records = _load(inference, REAL / "earndb")
     estimates, prob = _thresholds(inference, records)
     rep = replicates(records, MODEL_GATE_MIN_R)
@@ -157,7 +158,9 @@ def earndb(inference: ABRInference) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", help="a checkpoint trained on the synthetic cohort (default: the benchmark one)")
+    p.add_argument("--checkpoint", nargs="+", metavar="PATH",
+                   help="a checkpoint trained on the synthetic cohort (default: the benchmark one); several are "
+                        "read as one ensemble (abrflow.inference.ensemble)")
     p.add_argument("--output", help="default: results/real_transfer.json for a given checkpoint; "
                    "results/real_transfer_bench_checkpoint.json for make bench's own short-trained one")
     args = p.parse_args(argv)
@@ -165,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{REAL}: the real recordings are not here; nothing to measure", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    path, provenance = benchmark_checkpoint(args.checkpoint)
+    paths, provenance = benchmark_models(args.checkpoint)
     if args.output is None:
         args.output = str(RESULTS / ("real_transfer.json" if provenance["source"] == "given"
                                      else "real_transfer_bench_checkpoint.json"))
-    inference = ABRInference(path, device="cpu")
+    inference = load_model(paths, device="cpu")
     result = {"benchmark": "real_transfer", "checkpoint": provenance,
               "trained_on": str(inference.cfg.data.source), "variants": VARIANTS,
               "smartep": smartep(inference), "earndb": earndb(inference)}

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _checkpoint import benchmark_checkpoint
+from _checkpoint import benchmark_models
 
 from abrflow.data.synthetic import simulate_cohort, simulator_options
 from abrflow.evaluation import replication
@@ -30,7 +30,7 @@ from abrflow.evaluation.thresholds import (
     series_thresholds,
     true_series_thresholds,
 )
-from abrflow.inference.predictor import ABRInference
+from abrflow.inference.ensemble import load_model
 from abrflow.io import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,15 +48,16 @@ def false_alarm_rate(r_min: float, null_rs: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", help="checkpoint (default: the benchmark checkpoint)")
+    parser.add_argument("--checkpoint", nargs="+", metavar="PATH",
+                        help="checkpoint (default: the benchmark checkpoint); several are read as one ensemble")
     parser.add_argument("--out", help="default: results/series_rule_synthetic.json for a given checkpoint; "
                         "results/series_rule_synthetic_bench_checkpoint.json for make bench's own one")
     args = parser.parse_args(argv)
-    path, provenance = benchmark_checkpoint(args.checkpoint)
+    paths, provenance = benchmark_models(args.checkpoint)
     if args.out is None:
         args.out = str(RESULTS / ("series_rule_synthetic.json" if provenance["source"] == "given"
                                   else "series_rule_synthetic_bench_checkpoint.json"))
-    inference = ABRInference(str(path), device="cpu")
+    inference = load_model(paths, device="cpu")
     records = simulate_cohort(**TUNING, half_averages=True, **simulator_options(inference.cfg.data))
     prob = inference.analyse_records(records, return_confidence=False)["v_present_prob"]
     attainable = true_series_thresholds(records, attainable=True)

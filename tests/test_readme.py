@@ -37,6 +37,8 @@ def _blocks(text: str, language: str) -> list[str]:
 def scratch(trained, tmp_path, monkeypatch):  # noqa: F811
     (tmp_path / "checkpoints").mkdir()
     os.symlink(trained.best, tmp_path / "checkpoints" / "best_model.pt")
+    os.symlink(trained.latest, tmp_path / "checkpoints" / "seed1.pt")  # stand-ins for other seeds' runs
+    os.symlink(trained.best, tmp_path / "checkpoints" / "seed2.pt")
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "test_batch.npz", patients=np.array([[45, 80, 30, 0.75], [65, 90, 20, 0.60]]))
     simulate_cohort(n_patients=2, seed=3).save(tmp_path / "recordings.npz")

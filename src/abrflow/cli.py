@@ -448,9 +448,9 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
     """`abrflow threshold PATH…`: `inference.py --series` under a clinic's name for it."""
     from pathlib import Path
 
-    from .inference.predictor import ABRInference
+    from .inference.ensemble import load_model
 
-    inference = ABRInference(args.checkpoint, device=args.device, backend=args.backend, onnx_model=args.onnx_model)
+    inference = load_model(args.checkpoint, device=args.device, backend=args.backend, onnx_model=args.onnx_model)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return _series(inference, args.paths, out_dir, args.output_format or "json")
@@ -459,8 +459,8 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .inference.ensemble import load_model
     from .inference.inputs import is_static_input_file, read_static_inputs
-    from .inference.predictor import ABRInference
 
     single = any(v is not None for v in (args.age, args.intensity, args.rate, args.fmp))
     if args.input_file is None and args.generate is None and not args.series and not single:
@@ -481,12 +481,15 @@ def _cmd_infer(args: argparse.Namespace) -> int:
                            "--output apply to predictions")
     if args.batch_size < 1:
         raise AbrflowError(f"--batch_size must be ≥ 1, got {args.batch_size}")
+    if len(args.checkpoint) > 1 and not args.series:
+        raise AbrflowError(f"{len(args.checkpoint)} checkpoints form an ensemble, which serves --series only; "
+                           "give one --checkpoint for predictions, recordings and generation")
     if args.backend != "torch" and not measured:
         raise AbrflowError("--backend onnx runs the analysis of recorded waveforms (--input_file recordings, "
                            "--series); generation and static-input predictions run in PyTorch")
-    inference = ABRInference(args.checkpoint, device=args.device, batch_size=args.batch_size,
-                             confidence_level=args.confidence_level, backend=args.backend,
-                             onnx_model=args.onnx_model)
+    inference = load_model(args.checkpoint, device=args.device, batch_size=args.batch_size,
+                           confidence_level=args.confidence_level, backend=args.backend,
+                           onnx_model=args.onnx_model)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fmt = args.output_format or "json"
@@ -532,7 +535,9 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_infer_arguments(p: argparse.ArgumentParser) -> None:
     """inference.py's flags (the seed document's, plus series, generation conditions and output)."""
-    p.add_argument("--checkpoint", required=True, help="trained checkpoint (best_model.pt)")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH",
+                   help="trained checkpoint (best_model.pt); with --series, several form an ensemble whose "
+                        "wave-V probabilities are averaged")
     p.add_argument("--age", type=float, help="age in years (single patient, or a generation condition)")
     p.add_argument("--intensity", type=float, help="stimulus intensity in dB nHL")
     p.add_argument("--rate", type=float, help="stimulus rate in stimuli/s")
@@ -644,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "split-half replication) and the wave V latency–intensity function")
     p_thr.add_argument("paths", nargs="+", metavar="PATH", help="recordings: files or folders any reader takes "
                                                                 "(Eclipse CSV, SmartEP folder, EARNDB folder, .npz, …)")
-    p_thr.add_argument("--checkpoint", required=True, help="trained checkpoint (best_model.pt)")
+    p_thr.add_argument("--checkpoint", required=True, nargs="+", metavar="PATH",
+                       help="trained checkpoint (best_model.pt); several form an ensemble whose wave-V "
+                            "probabilities are averaged (e.g. runs of one recipe with different seeds)")
     p_thr.add_argument("--output_dir", default="outputs/thresholds", help="where results are written")
     p_thr.add_argument("--output", "--output_format", dest="output_format", choices=["json", "npz", "csv"],
                        help="results file format (default json)")

@@ -487,50 +487,9 @@ class ABRInference:
 
     # ------------------------------------------------------------------ series and generation
     def estimate_threshold(self, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
-        """Per level series (patient + ear + session): the ear's threshold with its interval, from the
-        model's wave-V presence probabilities across levels (``estimate_series_threshold``), and the
-        wave V latency–intensity function (mean latency of the responding recordings per level).
-
-        Two rules for real exports: where the records carry half-averages (SmartEP, EARNDB), a
-        level whose pooled half-averages do not agree (split-half r below ``MODEL_GATE_MIN_R``,
-        ``evaluation.replication``) holds no response,
-        whatever the model says; where levels are not in dB nHL (``extra["level_unit"]``, e.g.
-        EARNDB's dB peSPL tone bursts), the model is told the intensity is unknown (the fit still
-        runs on the recorded levels, in their unit).
-        """
-        analysed = self.analyse_records(_model_view(series), return_confidence=False)
-        prob = analysed["v_present_prob"]
-        replicating = replicates(series, MODEL_GATE_MIN_R)
-        if replicating is not None:
-            prob = np.where(replicating, prob, 0.0)
-        estimates = series_thresholds(series, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
-        keys, units = series.series_key, level_units(series)
-        out = {}
-        for key, est in estimates.items():
-            rows = np.flatnonzero(keys == key)
-            levels = series.intensity_db[rows].astype(np.float64)
-            tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
-            p_level, lat_level, n_level, rep_level = [], [], [], []
-            for lv in tested:
-                at = rows[levels == lv]
-                responding = at[prob[at] >= criterion]
-                p_level.append(float(prob[at].mean()))
-                lat_level.append(float(analysed["v_latency_ms"][responding].mean()) if responding.size else math.nan)
-                n_level.append(int(at.size))
-                rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
-            lat = np.array(lat_level)
-            ok = np.isfinite(lat)
-            slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
-            first = rows[0]
-            out[key] = {
-                "patient_id": str(series.patient_id[first]), "ear": str(series.ear[first]),
-                "session_id": str(series.session_id[first]), "level_unit": str(units[first]),
-                **est.as_dict(),
-                "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
-                                      "v_present_prob": p_level, "v_latency_ms": lat_level,
-                                      "replicating_fraction": rep_level, "slope_ms_per_db": slope},
-            }
-        return out
+        """Per level series: the ear's threshold with its interval and the wave V latency–intensity
+        function (see :func:`series_thresholds_of`, which does the work for any analyser)."""
+        return series_thresholds_of(self, series, criterion)
 
     def _generation_conditions(self, n: int, conditions: Mapping | None) -> dict[str, np.ndarray]:
         given = {}
@@ -603,3 +562,51 @@ class ABRInference:
                          threshold_db=conds["threshold_db"] if has_thr else None, sampler=sampler, steps=steps,
                          guidance=guidance)
         return self.stats.denormalize_signal(x), {**conds, "seed": seeds}
+
+
+def series_thresholds_of(analyser, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
+    """Per level series (patient + ear + session): the ear's threshold with its interval, from the
+    model's wave-V presence probabilities across levels (``estimate_series_threshold``), and the
+    wave V latency–intensity function (mean latency of the responding recordings per level).
+    ``analyser``: anything with ``analyse_records`` (an :class:`ABRInference` or an ensemble).
+
+    Two rules for real exports: where the records carry half-averages (SmartEP, EARNDB), a
+    level whose pooled half-averages do not agree (split-half r below ``MODEL_GATE_MIN_R``,
+    ``evaluation.replication``) holds no response,
+    whatever the model says; where levels are not in dB nHL (``extra["level_unit"]``, e.g.
+    EARNDB's dB peSPL tone bursts), the model is told the intensity is unknown (the fit still
+    runs on the recorded levels, in their unit).
+    """
+    analysed = analyser.analyse_records(_model_view(series), return_confidence=False)
+    prob = analysed["v_present_prob"]
+    replicating = replicates(series, MODEL_GATE_MIN_R)
+    if replicating is not None:
+        prob = np.where(replicating, prob, 0.0)
+    estimates = series_thresholds(series, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
+    keys, units = series.series_key, level_units(series)
+    out = {}
+    for key, est in estimates.items():
+        rows = np.flatnonzero(keys == key)
+        levels = series.intensity_db[rows].astype(np.float64)
+        tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
+        p_level, lat_level, n_level, rep_level = [], [], [], []
+        for lv in tested:
+            at = rows[levels == lv]
+            responding = at[prob[at] >= criterion]
+            p_level.append(float(prob[at].mean()))
+            lat_level.append(float(analysed["v_latency_ms"][responding].mean()) if responding.size else math.nan)
+            n_level.append(int(at.size))
+            rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
+        lat = np.array(lat_level)
+        ok = np.isfinite(lat)
+        slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
+        first = rows[0]
+        out[key] = {
+            "patient_id": str(series.patient_id[first]), "ear": str(series.ear[first]),
+            "session_id": str(series.session_id[first]), "level_unit": str(units[first]),
+            **est.as_dict(),
+            "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
+                                  "v_present_prob": p_level, "v_latency_ms": lat_level,
+                                  "replicating_fraction": rep_level, "slope_ms_per_db": slope},
+        }
+    return out
