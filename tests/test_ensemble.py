@@ -74,7 +74,8 @@ def test_threshold_cli_takes_several_checkpoints_and_infer_refuses_them_outside_
     paths = [str(p) for p in members]
     assert main(["threshold", str(REAL / "ihs-smartep-human" / "P3"), "--checkpoint", *paths, "--device", "cpu",
                  "--output_dir", str(tmp_path)]) == 0
-    assert "P3 ear R" in capsys.readouterr().out and (tmp_path / "thresholds.json").is_file()
+    out = capsys.readouterr().out
+    assert "ensemble of 2 checkpoints" in out and "P3 ear R" in out and (tmp_path / "thresholds.json").is_file()
     assert main(["infer", "--checkpoint", *paths, "--age", "30", "--intensity", "60", "--device", "cpu",
                  "--output_dir", str(tmp_path)]) == 2
     assert "serves --series only" in capsys.readouterr().err

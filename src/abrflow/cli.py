@@ -429,6 +429,9 @@ def _series(inference, paths, out_dir, fmt: str) -> int:
     from .inference.tables import series_tables, write_csv
 
     results = series_report(inference, _load_recordings(inference, paths))
+    members = getattr(inference, "members", None)  # an ABREnsemble
+    if members:
+        print(f"model: ensemble of {len(members)} checkpoints (wave-V probabilities averaged)")
     print(format_series(results))
     if fmt == "json":
         written = [_write_json(out_dir / "thresholds.json", results)]
