@@ -29,7 +29,12 @@ from _checkpoint import benchmark_models
 from abrflow.data.readers import load_records
 from abrflow.data.records import ABRRecords
 from abrflow.evaluation.baselines import normative_v_latency_ms
-from abrflow.evaluation.replication import MODEL_GATE_MIN_R, REPLICATION_MIN_R, replicates
+from abrflow.evaluation.replication import (
+    MODEL_GATE_MIN_R,
+    REPLICATION_MIN_R,
+    replicates,
+    replication_criterion,
+)
 from abrflow.evaluation.thresholds import (
     MODEL_DETECTION_CRITERION,
     MODEL_RESPONSE_CRITERION,
@@ -55,7 +60,8 @@ VARIANTS = {
     "model_no_gate": "the same without any replication gate",
     "crosscov_db": "cross-covariance criterion (Suthakar & Liberman 2019), criterion 0.5 set on the simulator",
     "lowest_peak_db": "lowest level where the classical picker finds V in ≥ half the runs",
-    "replication_db": f"lowest level whose pooled half-averages replicate (r ≥ {REPLICATION_MIN_R})",
+    "replication_db": "lowest level whose pooled half-averages replicate (r ≥ the 5% point of the export's own "
+                      "noise, replication.own_noise_criterion)",
 }
 
 
@@ -95,6 +101,7 @@ def smartep(inference) -> dict:
         rows[subject] = {"expert_median_db": expert, **{v: _finite(est[v]) for v in VARIANTS},
                          "error_db": {v: _finite(est[v] - expert) for v in VARIANTS},
                          "interval_db": [est["report"]["lo_db"], est["report"]["hi_db"]],
+                         "replication_min_r_own_noise": est["report"]["baselines"]["replication_min_r"],
                          "top_level_db": li["intensity_db"][top],
                          "v_latency_top_ms": {"model": li["v_latency_ms"][top], "picker": li["picker_v_latency_ms"][top],
                                               "norm": float(normative_v_latency_ms(
@@ -116,7 +123,9 @@ def earndb(inference) -> dict:
     records = _load(inference, REAL / "earndb")
     estimates, prob = _thresholds(inference, records)
     rep = replicates(records, MODEL_GATE_MIN_R)
-    rep_5pct = replicates(records, REPLICATION_MIN_R)
+    own_r = replication_criterion(records)
+    rep_5pct = replicates(records, own_r)
+    rep_sim = replicates(records, REPLICATION_MIN_R)
     series = {}
     for key, est in estimates.items():
         rows = np.flatnonzero(records.series_key == key)
@@ -132,6 +141,7 @@ def earndb(inference) -> dict:
             "threshold_minus_lowest_db": {v: _finite(est[v] - lowest) for v in VARIANTS},
             "ungated_claims_without_replication": int(np.sum(claimed & ~rep_5pct[rows])),
             "model_claims_without_replication": int(np.sum(claimed & rep[rows] & ~rep_5pct[rows])),
+            "model_claims_below_simulator_criterion": int(np.sum(claimed & rep[rows] & ~rep_sim[rows])),
             "v_latency_highest_ms": {"model": est["report"]["latency_intensity"]["v_latency_ms"][0],
                                      "picker": est["report"]["latency_intensity"]["picker_v_latency_ms"][0]},
             "slope_ms_per_db": est["report"]["latency_intensity"]["slope_ms_per_db"],
@@ -147,8 +157,12 @@ def earndb(inference) -> dict:
             "replication_detects_at_highest": sum(s["replicates_at_highest"] for s in series.values()),
             "claimed_more_than_5_db_below_lowest": below,
             "model_claims_without_replication": sum(s["model_claims_without_replication"] for s in series.values()),
+            "replication_min_r_own_noise": own_r,
             "claims_without_replication_means": f"recordings the model calls (p ≥ {MODEL_RESPONSE_CRITERION}) whose "
-                                                f"level's halves stay below the 5% criterion r ≥ {REPLICATION_MIN_R}",
+                                                f"level's halves stay below the 5% point of EARNDB's own noise "
+                                                f"(r ≥ {own_r:.3f})",
+            "model_claims_below_simulator_criterion": sum(s["model_claims_below_simulator_criterion"]
+                                                          for s in series.values()),
             "model_no_gate_claims_without_replication": sum(s["ungated_claims_without_replication"]
                                                             for s in series.values()),
             "goal": "response at 100 dB in ≥ 15/16; ≤ 1/16 thresholds > 5 dB below the lowest level; "

@@ -21,13 +21,14 @@ from ..evaluation.baselines import (
     series_threshold_crosscov,
     series_threshold_lowest_peak,
 )
-from ..evaluation.replication import REPLICATION_MIN_R, replicates
+from ..evaluation.replication import REPLICATION_MIN_R, replicates, replication_criterion
 from ..evaluation.thresholds import MODEL_RESPONSE_CRITERION
 
 BASELINES: dict[str, str] = {
     "crosscov_db": "cross-covariance (Suthakar & Liberman 2019)",
     "lowest_peak_db": "lowest level with a picked wave V",
-    "replication_db": f"lowest level whose half-averages replicate (r ≥ {REPLICATION_MIN_R})",
+    "replication_db": "lowest level whose half-averages replicate (r ≥ the 5% point of the export's own noise; "
+                      f"the simulator's {REPLICATION_MIN_R} where the export has too few recordings to measure it)",
 }
 
 
@@ -45,12 +46,14 @@ def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPO
     picked = pick_wave_v(records, filtered=filtered)
     crosscov = series_threshold_crosscov(records, filtered=filtered)
     lowest_peak = series_threshold_lowest_peak(records, picked)
-    replicating = replicates(records)
+    criterion = replication_criterion(records)
+    replicating = replicates(records, criterion)
     for key, rows in _series_rows(records).items():
         levels = records.intensity_db[rows].astype(np.float64)
         out[key]["baselines"] = {
             "crosscov_db": crosscov[key], "lowest_peak_db": lowest_peak[key],
             "replication_db": None if replicating is None else _lowest_level(levels, replicating[rows]),
+            "replication_min_r": None if replicating is None else criterion,
         }
         li = out[key]["latency_intensity"]
         picker = []
@@ -89,7 +92,8 @@ def format_series(results: dict) -> str:
             b = r["baselines"]
             lines.append("  classical:       " + "; ".join(
                 f"{name.replace('_db', '').replace('_', ' ')} {_num(b[name])}" for name in BASELINES
-                if b.get(name) is not None))
+                if b.get(name) is not None)
+                + (f" (halves replicate at r ≥ {b['replication_min_r']:.2f})" if b.get("replication_min_r") else ""))
         li = r["latency_intensity"]
         points = []
         for j, lv in enumerate(li["intensity_db"]):
