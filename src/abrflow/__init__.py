@@ -1,7 +1,7 @@
 """abrflow: conditional diffusion model and clinical pipeline for Auditory Brainstem Responses.
 
 Public API (imported lazily so that ``import abrflow`` stays light and torch-free):
-``load_config``, ``load_records``, ``simulate_cohort``, ``ABRRecords``, ``ABRInference``.
+``load_config``, ``load_records``, ``simulate_cohort``, ``ABRRecords``, ``ABRInference``, ``ABREnsemble``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _LAZY = {
     "load_records": ("abrflow.data.readers", "load_records"),
     "simulate_cohort": ("abrflow.data.synthetic", "simulate_cohort"),
     "ABRInference": ("abrflow.inference.predictor", "ABRInference"),
+    "ABREnsemble": ("abrflow.inference.ensemble", "ABREnsemble"),
     "AbrflowError": ("abrflow.errors", "AbrflowError"),
 }
 

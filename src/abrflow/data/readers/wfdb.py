@@ -116,6 +116,7 @@ class _Half:
     abr_uv: np.ndarray  # the whole record at the source rate
     microphone: np.ndarray | None  # raw samples of the ear-canal microphone, None without one
     source_hz: float
+    gain: float  # the header's gain (a multiplier in EARNDB)
     comments: dict[str, str]
     header_file: Path  # the twin's header when this half has none
     window_uv: np.ndarray | None = None  # cut at the series' onset by ``_cut``
@@ -238,7 +239,8 @@ def _read_half(wfdb, name: _Name) -> _Half:
     microvolts = (digital[:, ABR_SIGNAL].astype(np.float64) - baseline) * gain  # the EARNDB quirk: the gain multiplies
     microphone = digital[:, MICROPHONE_SIGNAL].astype(np.float64) if header.n_sig > MICROPHONE_SIGNAL else None
     comments = _comments(header.comments or [], str(header_name.path(".hea")))
-    return _Half(name, microvolts, microphone, float(header.fs), comments, header_file=header_name.path(".hea"))
+    return _Half(name, microvolts, microphone, float(header.fs), float(gain), comments,
+                 header_file=header_name.path(".hea"))
 
 
 def _cut(half: _Half, onset: int, *, signal_length: int, sampling_rate_hz: float) -> np.ndarray:
@@ -259,7 +261,8 @@ def _cut(half: _Half, onset: int, *, signal_length: int, sampling_rate_hz: float
     low, high = PEAK_RANGE_UV
     if not low <= peak <= high:
         raise DataError(f"peak |ABR| {peak:.3g} µV in the window is not physiological ({low}–{high} µV); the "
-                        f"header gain is expected to multiply the int32 samples", file=file, field="amplitude")
+                        f"header gain {half.gain:g} is expected to multiply the int32 samples", file=file,
+                        field="amplitude")
     return window
 
 
