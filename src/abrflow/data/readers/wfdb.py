@@ -119,7 +119,6 @@ class _Half:
     gain: float  # the header's gain (a multiplier in EARNDB)
     comments: dict[str, str]
     header_file: Path  # the twin's header when this half has none
-    window_uv: np.ndarray | None = None  # cut at the series' onset by ``_cut``
 
     @property
     def header_borrowed(self) -> bool:
@@ -338,13 +337,14 @@ def _row_values(a: _Half, b: _Half) -> dict[str, object]:
             "noise": (a.number("residual noise level"), b.number("residual noise level"))}
 
 
-def _records(pairs: list[tuple[_Half, _Half]], onsets: dict[tuple[str, str], tuple[int, bool]],
+def _records(pairs: list[tuple[_Half, _Half]], windows: np.ndarray, onsets: dict[tuple[str, str], tuple[int, bool]],
              sampling_rate_hz: float, source: str) -> ABRRecords:
+    """One row per pair; ``windows`` [pairs, 2, T] holds each pair's two halves cut at its series' onset."""
     values = [_row_values(a, b) for a, b in pairs]
     placed = [onsets[(a.name.subject, a.name.khz)] for a, _ in pairs]
     n = len(pairs)
-    half_a = np.stack([a.window_uv for a, _ in pairs]).astype(np.float32)
-    half_b = np.stack([b.window_uv for _, b in pairs]).astype(np.float32)
+    half_a = windows[:, 0].astype(np.float32)
+    half_b = windows[:, 1].astype(np.float32)
     fmp = np.array([v["fmp"] for v in values])
     noise = np.array([v["noise"] for v in values])
     rows = empty_rows(n)
@@ -355,7 +355,7 @@ def _records(pairs: list[tuple[_Half, _Half]], onsets: dict[tuple[str, str], tup
         intensity_db=np.array([v["intensity_db"] for v in values]),
         fmp=fmp.mean(axis=1),
         hearing_loss=np.array([v["hearing_loss"] for v in values], np.int8))
-    signal = (np.stack([a.window_uv for a, _ in pairs]) + np.stack([b.window_uv for _, b in pairs])) / 2.0
+    signal = (windows[:, 0] + windows[:, 1]) / 2.0
     return ABRRecords(
         signal=signal, sampling_rate_hz=sampling_rate_hz, signal_unit="uV", threshold_source="unknown",
         source=source, **rows,
@@ -418,11 +418,9 @@ def read_wfdb(path_or_folder: str | os.PathLike, *, signal_length: int = 200,
         _check_pair(a, b)
         pairs.append((a, b))
     onsets = _series_onsets(pairs)
-    for a, b in pairs:
-        onset = onsets[(a.name.subject, a.name.khz)][0]
-        for half in (a, b):
-            half.window_uv = _cut(half, onset, signal_length=signal_length, sampling_rate_hz=sampling_rate_hz)
-    records = _records(pairs, onsets, sampling_rate_hz, source=f"wfdb:{path.name}")
+    windows = np.stack([[_cut(half, onsets[(a.name.subject, a.name.khz)][0], signal_length=signal_length,
+                              sampling_rate_hz=sampling_rate_hz) for half in (a, b)] for a, b in pairs])
+    records = _records(pairs, windows, onsets, sampling_rate_hz, source=f"wfdb:{path.name}")
     try:
         return records.validate()
     except DataError as exc:
