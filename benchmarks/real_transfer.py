@@ -33,7 +33,6 @@ from abrflow.evaluation.replication import (
     MODEL_GATE_MIN_R,
     REPLICATION_MIN_R,
     replicates,
-    replication_criterion,
 )
 from abrflow.evaluation.thresholds import (
     MODEL_DETECTION_CRITERION,
@@ -123,7 +122,7 @@ def earndb(inference) -> dict:
     records = _load(inference, REAL / "earndb")
     estimates, prob = _thresholds(inference, records)
     rep = replicates(records, MODEL_GATE_MIN_R)
-    own_r = replication_criterion(records)
+    own_r = next(iter(estimates.values()))["report"]["baselines"]["replication_min_r"]  # series_report's, for all
     rep_5pct = replicates(records, own_r)
     rep_sim = replicates(records, REPLICATION_MIN_R)
     series = {}
