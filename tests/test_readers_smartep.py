@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from abrflow.data import split_half_r
 from abrflow.data.readers import load_records
-from abrflow.data.readers._common import split_half_r
 from abrflow.data.readers.smartep import read_smartep, read_smartep_expert_thresholds
 from abrflow.errors import DataError
 

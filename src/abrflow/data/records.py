@@ -16,71 +16,20 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import atomic_open
-
-#: English display names in the original project's LabelEncoder order (codes 0–4).
-CLASS_NAMES: tuple[str, ...] = ("NORMAL", "NEUROPATHY", "SENSORINEURAL", "TOTAL", "CONDUCTIVE")
-#: The original (Turkish) labels, same order; accepted on input.
-ORIGINAL_CLASS_CODES: tuple[str, ...] = ("NORMAL", "NÖROPATİ", "SNİK", "TOTAL", "İTİK")
-UNKNOWN_CLASS = -1
-WAVE_NAMES: tuple[str, ...] = ("I", "III", "V")
-STATIC_FIELDS: tuple[str, ...] = ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")
-SIGNAL_UNITS = ("uV", "zscore")
-THRESHOLD_SOURCES = ("measured", "simulated", "synthetic_from_class", "unknown")
-
-_ALIASES = {
-    "NORMAL": 0, "NEUROPATHY": 1, "NÖROPATİ": 1, "NOROPATI": 1, "NÖROPATI": 1, "ANSD": 1,
-    "SENSORINEURAL": 2, "SNİK": 2, "SNIK": 2, "SNHL": 2, "TOTAL": 3, "PROFOUND": 3,
-    "CONDUCTIVE": 4, "İTİK": 4, "ITIK": 4, "CHL": 4,
-}
-
-# Per-row fields: name -> (dtype kind, trailing shape). Order is the save order.
-_ROW_FIELDS: dict[str, tuple[type, tuple[int, ...]]] = {
-    "age_years": (np.float32, ()),
-    "intensity_db": (np.float32, ()),
-    "stimulus_rate_hz": (np.float32, ()),
-    "fmp": (np.float32, ()),
-    "patient_id": (np.str_, ()),
-    "ear": (np.str_, ()),
-    "session_id": (np.str_, ()),
-    "v_present": (np.bool_, ()),
-    "v_latency_ms": (np.float32, ()),
-    "v_amplitude_uv": (np.float32, ()),
-    "wave_latency_ms": (np.float32, (3,)),
-    "wave_amplitude_uv": (np.float32, (3,)),
-    "hearing_loss": (np.int8, ()),
-    "threshold_db": (np.float32, ()),
-}
-
-# Physiological / device bounds used by validate(); outside them a value is an error, not clipped.
-_RANGES = {
-    "age_years": (0.0, 120.0),
-    "intensity_db": (-20.0, 140.0),
-    "stimulus_rate_hz": (0.1, 200.0),
-    "fmp": (0.0, 1e4),
-    "v_latency_ms": (0.0, 30.0),
-    "wave_latency_ms": (0.0, 30.0),
-    "threshold_db": (-20.0, 140.0),
-}
-
-
-def class_code(value: object, *, where: str = "hearing_loss") -> int:
-    """Map an English name, an original Turkish code or an integer 0–4 to the class code."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if -1 <= int(value) <= 4:
-            return int(value)
-    elif isinstance(value, (float, np.floating)) and float(value).is_integer() and -1 <= value <= 4:
-        return int(value)
-    elif isinstance(value, str):
-        key = value.strip().upper()
-        # Python's upper() maps Turkish dotted/dotless i inconsistently; try both spellings.
-        for k in (key, key.replace("I", "İ"), key.replace("İ", "I").replace("Ö", "O")):
-            if k in _ALIASES:
-                return _ALIASES[k]
-        if key.lstrip("-").isdigit():
-            return class_code(int(key), where=where)
-    raise DataError(
-        f"unknown hearing-loss class {value!r}; expected 0–4, one of {list(CLASS_NAMES)} "
-        f"or an original code {list(ORIGINAL_CLASS_CODES)}", field=where)
+from . import records_dir
+from .schema import (  # noqa: F401  (re-exported: the container's vocabulary, importable beside it)
+    CLASS_NAMES,
+    ORIGINAL_CLASS_CODES,
+    ROW_FIELDS,
+    SIGNAL_UNITS,
+    STATIC_FIELDS,
+    THRESHOLD_SOURCES,
+    UNKNOWN_CLASS,
+    VALID_RANGES,
+    WAVE_NAMES,
+    class_code,
+    empty_rows,
+)
 
 
 @dataclass
@@ -126,7 +75,7 @@ class ABRRecords:
         if not _is_mapped(self.signal, np.float32):
             self.signal = np.asarray(self.signal, dtype=np.float32)
         self.sampling_rate_hz = float(self.sampling_rate_hz)
-        for name, (dtype, _) in _ROW_FIELDS.items():
+        for name, (dtype, _) in ROW_FIELDS.items():
             value = getattr(self, name)
             if _is_mapped(value, dtype):
                 continue
@@ -143,9 +92,7 @@ class ABRRecords:
     def __reduce_ex__(self, protocol):
         # Records memory-mapped from a directory pickle as its path (a DataLoader worker or a spawned
         # process maps the files again) instead of as a copy of every array.
-        from .records_dir import _reopen, maps_directory
-
-        path = maps_directory(self)
+        path = records_dir.maps_directory(self)
         if path is not None:
             return _reopen, (path,)
         return super().__reduce_ex__(protocol)
@@ -190,7 +137,7 @@ class ABRRecords:
         idx = index if isinstance(index, slice) else np.asarray(index)
         if not isinstance(idx, slice) and idx.dtype == bool and idx.shape != (len(self),):
             raise DataError(f"boolean mask of shape {idx.shape} for {len(self)} records")
-        kwargs = {name: np.array(getattr(self, name)[idx]) for name in _ROW_FIELDS}
+        kwargs = {name: np.array(getattr(self, name)[idx]) for name in ROW_FIELDS}
         return ABRRecords(
             signal=np.array(self.signal[idx]), sampling_rate_hz=self.sampling_rate_hz,
             signal_unit=self.signal_unit, threshold_source=self.threshold_source, source=self.source,
@@ -216,7 +163,7 @@ class ABRRecords:
                                 f"{first.source} is {first.signal_unit}")
             if set(p.extra) != set(first.extra):
                 raise DataError(f"extra fields differ: {sorted(p.extra)} vs {sorted(first.extra)}")
-        kwargs = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _ROW_FIELDS}
+        kwargs = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ROW_FIELDS}
         sources = list(dict.fromkeys(p.source for p in parts))
         tsrc = {p.threshold_source for p in parts}
         return ABRRecords(
@@ -243,22 +190,21 @@ class ABRRecords:
         if self.threshold_source not in THRESHOLD_SOURCES:
             raise DataError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got "
                             f"{self.threshold_source!r}", file=src, field="threshold_source")
-        from .records_dir import CHUNK_ROWS, release_pages
-
-        for start in range(0, n, CHUNK_ROWS):  # in chunks: a memory-mapped signal is never read whole
-            bad = ~np.isfinite(self.signal[start:start + CHUNK_ROWS]).all(axis=1)
-            release_pages(self.signal)
+        chunk = records_dir.CHUNK_ROWS
+        for start in range(0, n, chunk):  # in chunks: a memory-mapped signal is never read whole
+            bad = ~np.isfinite(self.signal[start:start + chunk]).all(axis=1)
+            records_dir.release_pages(self.signal)
             if bad.any():
                 raise DataError("signal contains NaN or inf", file=src, row=start + int(np.argmax(bad)),
                                 field="signal")
-        for name, (_, trailing) in _ROW_FIELDS.items():
+        for name, (_, trailing) in ROW_FIELDS.items():
             arr = getattr(self, name)
             if arr.shape != (n, *trailing):
                 raise DataError(f"expected shape {(n, *trailing)}, got {arr.shape}", file=src, field=name)
         for name, arr in self.extra.items():
             if arr.ndim == 0 or len(arr) != n:
                 raise DataError(f"extra field has shape {arr.shape}, expected {n} rows", file=src, field=name)
-        for name, (lo, hi) in _RANGES.items():
+        for name, (lo, hi) in VALID_RANGES.items():
             arr = getattr(self, name)
             finite = np.isfinite(arr)
             if name == "threshold_db":
@@ -306,7 +252,7 @@ class ABRRecords:
             "source": np.array(self.source),
             "format": np.array("abrflow.records/1"),
         }
-        for name in _ROW_FIELDS:
+        for name in ROW_FIELDS:
             arrays[name] = getattr(self, name)
         for k, v in self.extra.items():
             if v.dtype == object:
@@ -318,12 +264,10 @@ class ABRRecords:
 
     def save_dir(self, path: str | os.PathLike, *, chunk_rows: int = 65536) -> Path:
         """Write a records directory (one ``.npy`` per field, memory-mappable; see ``records_dir``)."""
-        from .records_dir import RecordsDirWriter
-
-        widths = {name: getattr(self, name).dtype.itemsize // 4 for name in _ROW_FIELDS
+        widths = {name: getattr(self, name).dtype.itemsize // 4 for name in ROW_FIELDS
                   if getattr(self, name).dtype.kind == "U"}
         widths.update({f"extra__{k}": v.dtype.itemsize // 4 for k, v in self.extra.items() if v.dtype.kind == "U"})
-        with RecordsDirWriter(path, string_widths=widths, source=self.source) as writer:
+        with records_dir.RecordsDirWriter(path, string_widths=widths, source=self.source) as writer:
             for start in range(0, max(len(self), 1), chunk_rows):
                 writer.append(self.select(slice(start, start + chunk_rows)))
         return writer.path
@@ -335,9 +279,7 @@ class ABRRecords:
         A records directory is memory-mapped (read-only) unless ``mmap`` is false; an ``.npz`` is
         always read into memory.
         """
-        from .records_dir import is_records_dir, load_records_dir
-
-        if is_records_dir(path):
+        if records_dir.is_records_dir(path):
             return load_records_dir(path, mmap=mmap)
         path = Path(path)
         try:
@@ -349,12 +291,12 @@ class ABRRecords:
             raise DataError(f"not a readable .npz file ({exc})", file=str(path)) from exc
         except Exception as exc:  # zipfile.BadZipFile, zlib.error, ...
             raise DataError(f"corrupted .npz file ({type(exc).__name__}: {exc})", file=str(path)) from exc
-        required = ["signal", "sampling_rate_hz", *[f for f in _ROW_FIELDS if f != "session_id"]]
+        required = ["signal", "sampling_rate_hz", *[f for f in ROW_FIELDS if f != "session_id"]]
         missing = [k for k in required if k not in data]
         if missing:
             raise DataError(f"missing arrays {missing}; not an abrflow records file", file=str(path))
         extra = {k[len("extra__"):]: v for k, v in data.items() if k.startswith("extra__")}
-        kwargs = {name: data[name] for name in _ROW_FIELDS if name in data}
+        kwargs = {name: data[name] for name in ROW_FIELDS if name in data}
         try:
             rec = cls(
                 signal=data["signal"], sampling_rate_hz=float(data["sampling_rate_hz"]),
@@ -401,21 +343,29 @@ def _is_mapped(value: object, dtype: type) -> bool:
     return value.dtype.kind == "U" if dtype is np.str_ else value.dtype == np.dtype(dtype)
 
 
-def empty_rows(n: int) -> dict[str, np.ndarray]:
-    """Per-row fields filled with 'unknown' (NaN, '?', −1, False): a starting point for readers."""
-    return {
-        "age_years": np.full(n, np.nan, np.float32),
-        "intensity_db": np.full(n, np.nan, np.float32),
-        "stimulus_rate_hz": np.full(n, np.nan, np.float32),
-        "fmp": np.full(n, np.nan, np.float32),
-        "patient_id": np.full(n, "unknown", dtype=object).astype(str),
-        "ear": np.full(n, "?", dtype="<U1"),
-        "session_id": np.full(n, "", dtype="<U1"),
-        "v_present": np.zeros(n, bool),
-        "v_latency_ms": np.full(n, np.nan, np.float32),
-        "v_amplitude_uv": np.full(n, np.nan, np.float32),
-        "wave_latency_ms": np.full((n, 3), np.nan, np.float32),
-        "wave_amplitude_uv": np.full((n, 3), np.nan, np.float32),
-        "hearing_loss": np.full(n, UNKNOWN_CLASS, np.int8),
-        "threshold_db": np.full(n, np.nan, np.float32),
-    }
+def load_records_dir(path: str | os.PathLike, *, mmap: bool = True, validate: bool = True) -> ABRRecords:
+    """Open a records directory; with ``mmap`` every array is a read-only memory map of its file."""
+    p = Path(path)
+    arrays, meta = records_dir.read_records_dir(p, mmap=mmap)
+    extra = {k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")}
+    try:
+        rec = ABRRecords(
+            signal=arrays["signal"], sampling_rate_hz=float(meta["sampling_rate_hz"]),
+            signal_unit=str(meta.get("signal_unit", "uV")), threshold_source=str(meta.get("threshold_source", "unknown")),
+            source=str(meta.get("source", "")) or f"dir:{p}", extra=extra,
+            **{name: arrays[name] for name in ROW_FIELDS})
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DataError(f"arrays have the wrong type or shape ({exc})", file=str(p)) from exc
+    if mmap:
+        rec._records_dir = os.path.abspath(p)
+    if validate:
+        try:
+            rec.validate()
+        except DataError as exc:
+            raise DataError(exc.reason, file=str(p), row=exc.row, field=exc.field) from exc
+    return rec
+
+
+def _reopen(path: str) -> ABRRecords:
+    """Unpickling a memory-mapped ABRRecords maps its directory again (no copy of the data)."""
+    return load_records_dir(path, mmap=True, validate=False)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .schema import ROW_FIELDS
 
 META_NAME = "abrflow_records.json"
 FORMAT = "abrflow.records-dir/1"
@@ -118,10 +119,8 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 
 def _fields(records) -> dict[str, np.ndarray]:
-    from .records import _ROW_FIELDS
-
     out = {"signal": records.signal}
-    out.update({name: getattr(records, name) for name in _ROW_FIELDS})
+    out.update({name: getattr(records, name) for name in ROW_FIELDS})
     out.update({f"extra__{k}": v for k, v in records.extra.items()})
     return out
 
@@ -255,10 +254,9 @@ class RecordsDirWriter:
         self._closed = True
 
 
-def load_records_dir(path: str | os.PathLike, *, mmap: bool = True, validate: bool = True):
-    """Open a records directory; with ``mmap`` every array is a read-only memory map of its file."""
-    from .records import _ROW_FIELDS, ABRRecords
-
+def read_records_dir(path: str | os.PathLike, *, mmap: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays of a records directory (read-only memory maps with ``mmap``) and its metadata;
+    ``ABRRecords.load`` builds the container from them."""
     p = Path(path)
     try:
         meta = json.loads((p / META_NAME).read_text(encoding="utf-8"))
@@ -269,7 +267,7 @@ def load_records_dir(path: str | os.PathLike, *, mmap: bool = True, validate: bo
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{META_NAME} does not describe format {FORMAT!r}", file=str(p))
     fields = meta.get("fields", {})
-    required = ["signal", *_ROW_FIELDS]
+    required = ["signal", *ROW_FIELDS]
     missing = [k for k in required if k not in fields]
     if missing:
         raise DataError(f"missing fields {missing}", file=str(p))
@@ -288,28 +286,7 @@ def load_records_dir(path: str | os.PathLike, *, mmap: bool = True, validate: bo
         arrays[name] = arr
     if mmap:
         _attach_reader(arrays["signal"])
-    extra = {k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")}
-    try:
-        rec = ABRRecords(
-            signal=arrays["signal"], sampling_rate_hz=float(meta["sampling_rate_hz"]),
-            signal_unit=str(meta.get("signal_unit", "uV")), threshold_source=str(meta.get("threshold_source", "unknown")),
-            source=str(meta.get("source", "")) or f"dir:{p}", extra=extra,
-            **{name: arrays[name] for name in _ROW_FIELDS})
-    except (TypeError, ValueError, KeyError) as exc:
-        raise DataError(f"arrays have the wrong type or shape ({exc})", file=str(p)) from exc
-    if mmap:
-        rec._records_dir = os.path.abspath(p)
-    if validate:
-        try:
-            rec.validate()
-        except DataError as exc:
-            raise DataError(exc.reason, file=str(p), row=exc.row, field=exc.field) from exc
-    return rec
-
-
-def _reopen(path: str):
-    """Unpickling a memory-mapped ABRRecords maps its directory again (no copy of the data)."""
-    return load_records_dir(path, mmap=True, validate=False)
+    return arrays, meta
 
 
 def maps_directory(records) -> str | None:

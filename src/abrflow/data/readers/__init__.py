@@ -11,8 +11,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from ...errors import ConfigError, DataError
 from ..records import ABRRecords
+from ..schema import DEFAULT_LEVEL_UNIT
 
 SUPPORTED = (".npz (abrflow records), .pkl (legacy pickle), .csv/.tsv/.xlsx (clinic table), "
              ".csv (Interacoustics Eclipse export), .TXT (IHS SmartEP export), .hea/.dat (PhysioNet WFDB, "
@@ -38,7 +41,8 @@ def _is_smartep(path: Path) -> bool:
     return bool(lines) and lines[0].split(",", 1)[0].strip() in _SMARTEP_KEYS
 
 
-def _is_eclipse(path: Path) -> bool:
+def is_eclipse(path: Path) -> bool:
+    """True for an Interacoustics Eclipse CSV export (a ``Key: value`` preamble or a ``Mod No`` header)."""
     lines = _head_lines(path)
     if not lines:
         return False
@@ -106,10 +110,30 @@ def load_records(path: str | os.PathLike, *, table_options: dict | None = None, 
                             f"header row such as 'Identifier:,…'); supported: {SUPPORTED}", file=str(p))
         from .smartep import read_smartep
         return _call(read_smartep, p, options)
-    if suffix == ".csv" and _is_eclipse(p):
+    if suffix == ".csv" and is_eclipse(p):
         from .eclipse import read_eclipse
         return _call(read_eclipse, p, options)
     if suffix in (".csv", ".xlsx", ".xls", ".tsv"):
         from .table import read_table
         return _call(read_table, p, {**(table_options or {}), **options})
     raise DataError(f"unsupported file type {suffix!r}; supported: {SUPPORTED}", file=str(p))
+
+
+def load_many(paths, *, table_options: dict | None = None, **options) -> ABRRecords:
+    """Several files or folders read as one set of records (:func:`load_records` each, then joined).
+
+    Files from different readers share the core fields; per-reader metadata (``extra``) is kept where
+    every file has it (SmartEP and EARNDB half-averages, for instance), since rows of one table must
+    align. Each file's level unit is kept: rows of a file without one are marked dB nHL, so dB peSPL
+    rows from another file are never taken for dB nHL.
+    """
+    parts = [load_records(p, table_options=table_options, **options) for p in paths]
+    if len(parts) == 1:
+        return parts[0]
+    units = [p.extra.get("level_unit") for p in parts]
+    if any(u is not None for u in units):
+        parts = [p if u is not None else p.replace(extra={**p.extra, "level_unit": np.full(len(p), DEFAULT_LEVEL_UNIT)})
+                 for p, u in zip(parts, units)]
+    common = set.intersection(*(set(p.extra) for p in parts))
+    return ABRRecords.concatenate([p.replace(extra={k: v for k, v in p.extra.items() if k in common})
+                                   for p in parts])

@@ -43,15 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from ..records import ABRRecords, empty_rows
-from ._common import (
-    EAR_NAMES,
-    check_time_base,
-    read_text,
-    resampling_ratio,
-    samples_needed,
-    window_from_onset,
-)
+from ..records import ABRRecords
+from ..schema import empty_rows
+from ..timebase import check_time_base, resampling_ratio, samples_needed, window_from_onset
+from ._common import EAR_NAMES, read_text
 
 HEADER_START = "Mod No"
 #: Preamble keys tried for the patient id, in order (case-insensitive, spaces ignored).

@@ -1,7 +1,7 @@
 """Reader for the original project's ``.pkl`` data set (DESIGN.md §4), without trusting the pickle.
 
 ``pickle.load`` runs whatever callable a file names, so a legacy pickle is loaded through
-``_LegacyUnpickler``: it resolves only the globals the format needs (NumPy array, dtype and scalar
+``_restricted_pickle.LegacyUnpickler``: it resolves only the globals the format needs (NumPy array, dtype and scalar
 reconstruction; plain containers; dates) and any other global is refused *before* it can be called.
 The two scikit-learn objects in the file (``StandardScaler``, ``LabelEncoder``) are rebuilt as inert
 stand-ins that only hold their fitted attributes: no scikit-learn code runs on load, and a pickle
@@ -22,12 +22,7 @@ What the file holds and how it maps to ``ABRRecords``:
 
 from __future__ import annotations
 
-import builtins
-import collections
-import copyreg
-import datetime
 import os
-import pickle
 import reprlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, DataError
-from ..records import ABRRecords, class_code
+from ..records import ABRRecords
+from ..schema import class_code
+from ._restricted_pickle import LabelEncoderState, StandardScalerState, load_restricted, reject_invalid_text
 
 N_STATIC = 4  # Age, Intensity, Stimulus Rate, FMP — the scaler's column order
 # ABRRecords field -> pickle key, so validation errors point at what is in the file.
@@ -43,181 +40,6 @@ FIELD_KEYS = {"age_years": "static_params[0] (Age)", "intensity_db": "static_par
               "stimulus_rate_hz": "static_params[2] (Stimulus Rate)", "fmp": "static_params[3] (FMP)",
               "v_latency_ms": "v_peak[0]", "wave_latency_ms": "v_peak[0]", "v_present": "v_peak_mask[0]",
               "threshold_db": "clinical_threshold"}
-
-
-class _FittedAttributes:
-    """Inert holder for a pickled scikit-learn estimator: keeps its state dict, runs nothing."""
-
-    def __setstate__(self, state: object) -> None:
-        if not isinstance(state, dict):
-            raise pickle.UnpicklingError(f"{type(self).__name__} state must be a dict, got {type(state).__name__}")
-        self.__dict__.update(state)
-
-
-class _StandardScalerState(_FittedAttributes):
-    """Stands in for ``sklearn.preprocessing.StandardScaler`` (mean_, scale_, with_mean, with_std)."""
-
-
-class _LabelEncoderState(_FittedAttributes):
-    """Stands in for ``sklearn.preprocessing.LabelEncoder`` (classes_)."""
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle names a global outside the allow-list; nothing it names was called."""
-
-    def __init__(self, module: str, name: str):
-        self.qualified_name = f"{module}.{name}"
-        super().__init__(f"refused global {self.qualified_name}")
-
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol 2 uses it for bytes; any other codec is refused."""
-    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "").lower() != "latin1":
-        raise pickle.UnpicklingError(f"_codecs.encode only allowed for latin1 text, got {encoding!r}")
-    return text.encode("latin1")
-
-
-def _bytes(*args: object) -> bytes:
-    """``builtins.bytes`` as pickles use it (from text + codec, or from a list of byte values); a bare
-    size (``bytes(10**10)``) would allocate memory the file does not hold, so it is refused."""
-    if args and isinstance(args[0], int):
-        raise pickle.UnpicklingError("bytes(size) is not part of the legacy format")
-    return bytes(*args)
-
-
-def _bytearray(*args: object) -> bytearray:
-    """``builtins.bytearray`` without the size form (see ``_bytes``)."""
-    if args and isinstance(args[0], int):
-        raise pickle.UnpicklingError("bytearray(size) is not part of the legacy format")
-    return bytearray(*args)
-
-
-class _NdarrayType:
-    """Stands in for the global ``numpy.ndarray``: NumPy pickles only pass it to ``_reconstruct``;
-    called directly (``ndarray(shape)``) it would allocate an array the file does not hold."""
-
-    def __new__(cls, *args: object, **kwargs: object):
-        raise pickle.UnpicklingError("numpy.ndarray(shape) called directly is not part of the legacy format")
-
-
-def _array_reconstruct(core):
-    def reconstruct(subtype: object, shape: object, dtype: object) -> np.ndarray:
-        """``_reconstruct(ndarray, (0,), b'b')`` as NumPy writes it: an empty array that the next
-        opcode fills from the file's own bytes (whose length NumPy checks against the shape)."""
-        if subtype is not _NdarrayType or tuple(shape) != (0,):
-            raise pickle.UnpicklingError("numpy _reconstruct is only allowed as NumPy writes it: "
-                                         "(numpy.ndarray, (0,), …)")
-        return core.multiarray._reconstruct(np.ndarray, (0,), dtype)
-
-    return reconstruct
-
-
-def _reconstructor(cls: type, base: type, state: object) -> object:
-    """``copyreg._reconstructor`` (protocols 0/1) restricted to the inert stand-ins."""
-    if not (isinstance(cls, type) and issubclass(cls, _FittedAttributes)) or base is not object or state is not None:
-        raise pickle.UnpicklingError("copyreg._reconstructor only allowed for scikit-learn stand-ins")
-    return copyreg._reconstructor(cls, base, state)
-
-
-def _numpy_core():
-    try:
-        from numpy import _core as core  # NumPy >= 2
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        from numpy import core
-    return core
-
-
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    core = _numpy_core()
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): _NdarrayType,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _latin1_encode,
-        ("copyreg", "_reconstructor"): _reconstructor,
-        ("copy_reg", "_reconstructor"): _reconstructor,  # protocols 0/1 write Python 2 names
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("collections", "defaultdict"): collections.defaultdict,
-        ("collections", "deque"): collections.deque,
-        ("datetime", "datetime"): datetime.datetime,
-        ("datetime", "date"): datetime.date,
-        ("datetime", "time"): datetime.time,
-        ("datetime", "timedelta"): datetime.timedelta,
-        ("datetime", "timezone"): datetime.timezone,
-    }
-    # Pickles written by NumPy 1.x name numpy.core, by NumPy 2.x numpy._core; both mean the same.
-    for package in ("numpy.core", "numpy._core"):
-        allowed[(f"{package}.multiarray", "_reconstruct")] = _array_reconstruct(core)
-        allowed[(f"{package}.multiarray", "scalar")] = core.multiarray.scalar
-        allowed[(f"{package}.numeric", "_frombuffer")] = core.numeric._frombuffer
-    # No "range": list(range(10**12)) would build from a few bytes more than any memory holds.
-    for name in ("set", "frozenset", "slice", "complex", "list", "dict", "tuple", "int", "float", "str", "bool",
-                 "object"):
-        allowed[("builtins", name)] = allowed[("__builtin__", name)] = getattr(builtins, name)
-    for module in ("builtins", "__builtin__"):
-        allowed[(module, "bytes")], allowed[(module, "bytearray")] = _bytes, _bytearray
-    for module in ("sklearn.preprocessing._data", "sklearn.preprocessing.data"):
-        allowed[(module, "StandardScaler")] = _StandardScalerState
-    for module in ("sklearn.preprocessing._label", "sklearn.preprocessing.label"):
-        allowed[(module, "LabelEncoder")] = _LabelEncoderState
-    return allowed
-
-
-_ALLOWED_GLOBALS = _allowed_globals()
-
-
-class _LegacyUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only ``_ALLOWED_GLOBALS``; everything else raises ``RefusedGlobal``."""
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(module, name) from None
-
-    def persistent_load(self, pid: object) -> object:
-        raise pickle.UnpicklingError("persistent ids are not part of the legacy format")
-
-
-def _load_restricted(path: Path) -> object:
-    try:
-        with open(path, "rb") as fh:
-            return _LegacyUnpickler(fh).load()
-    except RefusedGlobal as exc:
-        raise DataError(
-            f"refused to load {exc.qualified_name!r}: a legacy pickle may only contain NumPy arrays, "
-            "plain containers and the fitted StandardScaler/LabelEncoder; nothing in the file was run",
-            file=str(path)) from None
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc})", file=str(path)) from exc
-    except Exception as exc:  # any malformed byte stream: truncated, wrong opcodes, bad arguments
-        raise DataError(f"not a readable legacy pickle ({type(exc).__name__}: {exc})", file=str(path)) from exc
-
-
-def _invalid_unicode(arr: np.ndarray) -> bool:
-    """A NumPy text array (or scalar) holding code points that are not characters: NumPy builds such
-    text from raw pickle bytes without checking, and Python's str operations then fail with SystemError."""
-    codes = np.asarray(arr).reshape(-1).view(np.uint32)
-    return bool(((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any())
-
-
-def _reject_invalid_text(container: object, file: str) -> None:
-    """Walk the loaded objects (iteratively: nesting may be deep) for NumPy text with invalid code points."""
-    stack: list[tuple[object, str]] = [(container, "")]
-    while stack:
-        obj, where = stack.pop()
-        if isinstance(obj, (np.ndarray, np.str_)):
-            if obj.dtype.kind == "U" and _invalid_unicode(obj):
-                raise DataError("damaged text: a NumPy string holds invalid Unicode code points", file=file,
-                                field=where.lstrip(".") or None)
-            if obj.dtype.kind == "O":
-                stack.extend((v, f"{where}[{i}]") for i, v in enumerate(np.asarray(obj).reshape(-1).tolist()))
-        elif isinstance(obj, Mapping):
-            stack.extend((k, where) for k in obj.keys())
-            stack.extend((v, f"{where}.{k}" if isinstance(k, str) else f"{where}[{k!r}]") for k, v in obj.items())
-        elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(obj))
-        elif isinstance(obj, _FittedAttributes):
-            stack.extend((v, f"{where}.{k}") for k, v in vars(obj).items())
 
 
 # ---------------------------------------------------------------- field parsing
@@ -280,7 +102,7 @@ def _unscaler(container: Mapping, file: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError("no 'scaler': the static inputs cannot be brought back to raw units", file=file,
                         field="scaler")
     scaler = container["scaler"]
-    if not isinstance(scaler, _StandardScalerState):
+    if not isinstance(scaler, StandardScalerState):
         raise DataError(f"expected a fitted StandardScaler, got {type(scaler).__name__}", file=file, field="scaler")
     state = vars(scaler)
     if "mean_" not in state:
@@ -306,7 +128,7 @@ def _class_table(container: Mapping, file: str) -> list[int]:
     encoder = container.get("label_encoder")
     if encoder is None:
         return [0, 1, 2, 3, 4]
-    if not isinstance(encoder, _LabelEncoderState) or "classes_" not in vars(encoder):
+    if not isinstance(encoder, LabelEncoderState) or "classes_" not in vars(encoder):
         raise DataError(f"expected a fitted LabelEncoder with classes_, got {type(encoder).__name__}", file=file,
                         field="label_encoder")
     classes = np.asarray(vars(encoder)["classes_"])
@@ -375,8 +197,8 @@ def read_legacy_pickle(path: str | os.PathLike, *, signal_length: int = 200,
     signal_length = int(signal_length)
     path = Path(path)
     file = str(path)
-    container = _load_restricted(path)
-    _reject_invalid_text(container, file)
+    container = load_restricted(path)
+    reject_invalid_text(container, file)
     if not isinstance(container, Mapping):
         raise DataError(f"expected a dict with 'data', 'scaler', 'label_encoder', got {type(container).__name__}",
                         file=file)

@@ -17,7 +17,7 @@ Each recording becomes one row:
   drops P3's all-zero pre-stimulus samples.
 - ``extra["half_a"]``, ``extra["half_b"]`` = ``Buffer1(uV)``, ``Buffer2(uV)`` in the same time
   base; ``extra["split_half_r"]`` = their Pearson r over 1–10 ms after onset (see
-  ``_common.split_half_r``): near 1 for a replicating response, near 0 for noise alone.
+  ``abrflow.data.split_half_r``): near 1 for a replicating response, near 0 for noise alone.
 - ``intensity_db`` from ``Intensity`` (dB nHL of the click; never from the file name),
   ``stimulus_rate_hz`` from ``Stim. Rate``, ``ear`` from ``Ear``; ``Sweeps``, ``Artifacts``,
   the sample period and onset go to ``extra``. Fmp is not exported: NaN.
@@ -37,16 +37,11 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from ..records import ABRRecords, empty_rows
-from ._common import (
-    EAR_NAMES,
-    check_time_base,
-    read_text,
-    resampling_ratio,
-    samples_needed,
-    split_half_r,
-    window_from_onset,
-)
+from ..halves import split_half_r
+from ..records import ABRRecords
+from ..schema import empty_rows
+from ..timebase import check_time_base, resampling_ratio, samples_needed, window_from_onset
+from ._common import EAR_NAMES, read_text
 
 DATA_KEY = "Data Pnt"
 RECORDING_COLUMNS = ("Average", "Average(uV)", "Buffer1", "Buffer1(uV)", "Buffer2", "Buffer2(uV)")

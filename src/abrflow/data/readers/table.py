@@ -42,8 +42,10 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
-from ..records import ABRRecords, class_code
-from ._common import EAR_NAMES, check_time_base, resampling_ratio, samples_needed, window_from_onset
+from ..records import ABRRecords
+from ..schema import class_code
+from ..timebase import check_time_base, resampling_ratio, samples_needed, window_from_onset
+from ._common import EAR_NAMES
 
 logger = logging.getLogger(__name__)
 
