@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from abrflow.evaluation.calibration import (
+from abrflow.clinical.calibration import (
     CALIBRATION_FORMAT,
     Calibration,
     calibrate_heads,

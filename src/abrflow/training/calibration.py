@@ -2,9 +2,9 @@
 
 For each of best_model.pt and latest_model.pt, the weights that file holds (EMA when EMA was on)
 are run over the whole validation split at t = 0; temperatures and split-conformal scores
-(``abrflow.evaluation.calibration``) are fitted and written into that file's
-``abrflow["calibration"]``, re-saved atomically (temporary file in the same folder, fsync, rename),
-so an interrupted calibration leaves the trained checkpoint intact. Periodic checkpoint_epoch_N.pt
+(``abrflow.clinical.calibration``) are fitted and attached to that file
+(``abrflow.checkpoint.attach_calibration``: re-saved atomically, so an interrupted calibration
+leaves the trained checkpoint intact). Periodic checkpoint_epoch_N.pt
 files are resume points and stay uncalibrated.
 """
 
@@ -18,16 +18,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from ..evaluation.calibration import DEFAULT_LEVEL, TEMPERATURE_BOUNDS, Calibration, calibrate_heads
-from ..io import atomic_open
+from ..checkpoint import attach_calibration, model_weights, read_checkpoint
+from ..clinical.calibration import DEFAULT_LEVEL, TEMPERATURE_BOUNDS, Calibration, calibrate_heads
 from ..models.unet import build_model
 
 log = logging.getLogger(__name__)
-
-
-def model_weights(state_dict: dict) -> dict[str, torch.Tensor]:
-    """The network's weights from a LightningModule state_dict ("model." prefix, torch.compile's too)."""
-    return {k[len("model."):].replace("_orig_mod.", "", 1): v for k, v in state_dict.items() if k.startswith("model.")}
 
 
 def _targets(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -113,7 +108,7 @@ class CalibrationCallback(Callback):
             return
         previous: tuple[dict, Calibration] | None = None
         for path in paths:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = read_checkpoint(path)
             weights = model_weights(ckpt["state_dict"])
             if previous is not None and weights.keys() == previous[0].keys() and all(
                     torch.equal(weights[k], previous[0][k]) for k in weights):
@@ -123,9 +118,7 @@ class CalibrationCallback(Callback):
                 if calibration is None:
                     return
                 previous = (weights, calibration)
-            ckpt.setdefault("abrflow", {})["calibration"] = calibration.to_dict()
-            with atomic_open(path, "wb") as fh:
-                torch.save(ckpt, fh)
+            attach_calibration(path, calibration.to_dict(), ckpt)
             self.calibrated[str(path)] = calibration
 
     def _fit(self, pl_module: L.LightningModule, weights: dict, loader, name: str) -> Calibration | None:

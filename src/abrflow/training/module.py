@@ -15,7 +15,7 @@ import torch
 from torchmetrics import MeanAbsoluteError
 from torchmetrics.classification import BinaryF1Score, MulticlassF1Score
 
-from .. import __version__
+from ..checkpoint import metadata
 from ..config import config_hash, to_dict
 from ..data.records import CLASS_NAMES, STATIC_FIELDS
 from ..diffusion import ABRDiffusion
@@ -26,7 +26,6 @@ from .augment import enabled as augmentation_enabled
 from .losses import MultiTaskLoss
 from .lr_scheduler import ABRScheduler, build_scheduler
 
-CHECKPOINT_FORMAT = "abrflow.checkpoint/1"
 log = logging.getLogger(__name__)
 VALIDATION_SEED = 12345
 
@@ -211,18 +210,10 @@ class ABRLightningModule(L.LightningModule):
     # ------------------------------------------------------------------ checkpoint
     def abrflow_metadata(self) -> dict:
         """Everything ABRInference needs besides the weights, as plain (weights_only-safe) types."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "package_version": __version__,
-            "config": to_dict(self.cfg),
-            "config_hash": config_hash(self.cfg),
-            "normalization": self.normalization,
-            "target_stats": {k: list(v) for k, v in self.target_stats.items()},
-            "class_names": list(CLASS_NAMES),
-            "static_fields": list(STATIC_FIELDS),
-            "time_base": {"signal_length": int(self.cfg.data.signal_length),
-                          "sampling_rate_hz": float(self.cfg.data.sampling_rate_hz)},
-        }
+        return metadata(config=to_dict(self.cfg), config_hash=config_hash(self.cfg),
+                        normalization=self.normalization, target_stats=self.target_stats,
+                        class_names=CLASS_NAMES, static_fields=STATIC_FIELDS,
+                        signal_length=self.cfg.data.signal_length, sampling_rate_hz=self.cfg.data.sampling_rate_hz)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["abrflow"] = self.abrflow_metadata()
