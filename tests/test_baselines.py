@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from abrflow.clinical import classical_thresholds as C
+from abrflow.clinical import features as F
+from abrflow.clinical import norms as N
+from abrflow.clinical import picker as P
+from abrflow.clinical.thresholds import aligned_thresholds, true_series_thresholds
 from abrflow.data.records import CLASS_NAMES, ABRRecords, empty_rows
 from abrflow.data.synthetic import simulate_cohort
 from abrflow.evaluation import baselines as B
 from abrflow.evaluation.metrics import classification_metrics
-from abrflow.evaluation.thresholds import aligned_thresholds, true_series_thresholds
 
 FS_HZ = 20000.0
 
@@ -26,7 +30,7 @@ def _series_records(levels_db: np.ndarray, threshold_db: float, noise_uv: float 
     levels = np.repeat(np.asarray(levels_db, float), runs)
     n = len(levels)
     t_ms = np.arange(200) * 1000 / FS_HZ
-    lat = B.normative_v_latency_ms(levels, np.full(n, age_years))
+    lat = N.normative_v_latency_ms(levels, np.full(n, age_years))
     amp = np.where(levels > threshold_db, 0.5 * (1 - np.exp(-(levels - threshold_db) / 10)), 0.0)
     g = lambda c, s: np.exp(-0.5 * ((t_ms[None, :] - c[:, None]) / s) ** 2)  # noqa: E731
     wave = amp[:, None] * (g(lat, 0.3) - 0.5 * g(lat + 0.75, 0.3) - 0.4 * g(lat + 3.0, 1.2))
@@ -42,8 +46,8 @@ def _series_records(levels_db: np.ndarray, threshold_db: float, noise_uv: float 
 # ----------------------------------------------------------------------------- hand-made traces
 def test_picker_finds_a_clean_wave_v_and_rejects_noise():
     rec = _series_records(np.array([80.0, 60, 40, 20]), threshold_db=-100.0, noise_uv=0.005)  # V everywhere
-    picked = B.pick_wave_v(rec)
-    expected = B.normative_v_latency_ms(rec.intensity_db, rec.age_years)
+    picked = P.pick_wave_v(rec)
+    expected = N.normative_v_latency_ms(rec.intensity_db, rec.age_years)
     assert np.all(np.abs(picked["v_latency_ms"] - expected) <= 0.1)
     assert picked["v_present"].all() and (picked["v_present_score"] > 0.8).all()
     np.testing.assert_allclose(picked["v_amplitude_uv"], 0.5, atol=0.05)
@@ -51,7 +55,7 @@ def test_picker_finds_a_clean_wave_v_and_rejects_noise():
     # Pure noise: the template still fits somewhere in the window now and then (the criterion is
     # F1-optimal against marked V, a liberal choice: 33 % of simulated recordings without V pass).
     noise = _series_records(np.tile([80.0, 60, 40, 20], 25), threshold_db=200.0, noise_uv=0.1, seed=1, runs=1)
-    noise_picked = B.pick_wave_v(noise)
+    noise_picked = P.pick_wave_v(noise)
     assert noise_picked["v_present"].mean() < 0.4
     assert np.median(noise_picked["v_present_score"]) < 0.45
 
@@ -60,10 +64,10 @@ def test_crosscov_threshold_on_a_clean_series():
     levels = np.array([80.0, 60, 50, 40, 30, 20, 10])
     rec = _series_records(levels, threshold_db=33.0, noise_uv=0.01)
     (key,) = np.unique(rec.series_key)
-    thr = B.series_threshold_crosscov(rec)[key]
+    thr = C.series_threshold_crosscov(rec)[key]
     assert 30.0 <= thr <= 45.0
     silent = _series_records(levels, threshold_db=200.0, noise_uv=0.05, seed=2)
-    assert B.series_threshold_crosscov(silent)[key] == np.inf
+    assert C.series_threshold_crosscov(silent)[key] == np.inf
 
 
 
@@ -72,9 +76,9 @@ def test_lowest_peak_threshold_needs_half_the_runs():
     rec = _series_records(levels, threshold_db=25.0, runs=2)  # rows: 80, 80, 60, 60, …, 20, 20
     (key,) = np.unique(rec.series_key)
     calls = np.array([1, 1, 1, 0, 1, 1, 0, 1, 0, 0], bool)  # 30 dB: one run of two
-    assert B.series_threshold_lowest_peak(rec, {"v_present": calls})[key] == 30.0
-    assert B.series_threshold_lowest_peak(rec, {"v_present": np.zeros(10, bool)})[key] == np.inf
-    assert B.series_threshold_lowest_tested(rec)[key] == 20.0
+    assert C.series_threshold_lowest_peak(rec, {"v_present": calls})[key] == 30.0
+    assert C.series_threshold_lowest_peak(rec, {"v_present": np.zeros(10, bool)})[key] == np.inf
+    assert C.series_threshold_lowest_tested(rec)[key] == 20.0
 
 
 def test_majority_baseline_is_the_floor():
@@ -106,7 +110,7 @@ def results(cohorts) -> dict:
 
 @pytest.fixture(scope="module")
 def picked(cohorts) -> dict:
-    return B.pick_wave_v(cohorts[1])
+    return P.pick_wave_v(cohorts[1])
 
 
 def test_picker_latency_on_marked_waves(cohorts, picked):
@@ -126,7 +130,7 @@ def test_picker_presence_and_criterion(results, cohorts, picked):
     assert wave_v["presence_auc"] >= 0.83
     assert wave_v["amplitude_mae_uv"] < 0.1
     best = B.calibrate_criterion(picked["v_present_score"], cohorts[1].v_present)
-    assert abs(best - B.V_PRESENT_CRITERION) <= 0.1
+    assert abs(best - P.V_PRESENT_CRITERION) <= 0.1
 
 
 def test_crosscov_threshold_near_truth_for_normal_ears(cohorts):
@@ -134,7 +138,7 @@ def test_crosscov_threshold_near_truth_for_normal_ears(cohorts):
     censors: an ear tested down to 30 dB cannot show θ = 5), 84–86 % of the attainable θ
     (the rest mostly "no response" calls on ears whose top-level runs do not reproduce)."""
     test = cohorts[1]
-    est = B.series_threshold_crosscov(test)
+    est = C.series_threshold_crosscov(test)
     keys, first = np.unique(test.series_key, return_index=True)
     cls = dict(zip(keys.tolist(), test.hearing_loss[first].tolist()))
     for attainable, share in ((False, 0.45), (True, 0.75)):
@@ -171,8 +175,8 @@ def test_hand_features_beat_the_majority_floor(results):
 
 def test_classifier_probabilities_and_results_are_json(cohorts, results):
     train, test = cohorts
-    feats = B.hand_features(test)
-    assert feats.shape == (len(test), len(B.FEATURE_NAMES))
+    feats = F.hand_features(test)
+    assert feats.shape == (len(test), len(F.FEATURE_NAMES))
     with threadpool_limits(1, user_api="openmp"):
         clf = B.HandFeatureClassifier(max_iter=20).fit(train)
         probs = clf.predict_proba(test, features=feats)

@@ -224,8 +224,8 @@ def test_out_of_range_or_missing_inputs_are_clear_errors(inference):
         inference.predict_single(age=1e39, steps=1)
     with pytest.raises(AbrflowError, match=r"shape \[N, 4\]"):
         inference.predict_batch([])
-    with pytest.raises(AbrflowError, match=r"row 1: intensity \(intensity_db\) = 131"):
-        inference.predict_batch([[1, 80, 33.1, 1], [1, 131, 33.1, 1]])
+    with pytest.raises(AbrflowError, match=r"row 1: intensity \(intensity_db\) = 141"):
+        inference.predict_batch([[1, 80, 33.1, 1], [1, 141, 33.1, 1]])
     with pytest.raises(AbrflowError, match="NaN or inf"):
         inference.analyse(np.full(200, np.nan))
     # Found by the fuzzing: a finite but absurd signal (a unit mistake) gave NaN predictions silently.

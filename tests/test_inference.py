@@ -11,18 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from abrflow.data.records import CLASS_NAMES
-from abrflow.data.synthetic import simulate_cohort
-from abrflow.errors import AbrflowError, CheckpointError, DataError
-from abrflow.evaluation.calibration import empirical_coverage
-from abrflow.evaluation.replication import MODEL_GATE_MIN_R, replicates
-from abrflow.evaluation.thresholds import (
+from abrflow.checkpoint import CHECKPOINT_FORMAT
+from abrflow.clinical.calibration import empirical_coverage
+from abrflow.clinical.replication import MODEL_GATE_MIN_R, replicates
+from abrflow.clinical.thresholds import (
     MODEL_DETECTION_CRITERION,
     MODEL_RESPONSE_CRITERION,
     series_thresholds,
+    true_series_thresholds,
 )
-from abrflow.inference.checkpoint import SUPPORTED_FORMAT
-from abrflow.inference.predictor import ABRInference, resolve_device
+from abrflow.data.records import CLASS_NAMES
+from abrflow.data.synthetic import simulate_cohort
+from abrflow.errors import AbrflowError, CheckpointError, DataError
+from abrflow.inference.predictor import ABRInference
+from abrflow.inference.runtime import resolve_device
 
 from .conftest import REPO
 from .fixtures_checkpoint import one_thread, trained  # noqa: F401  (fixtures)
@@ -50,9 +52,7 @@ def test_everything_comes_from_the_checkpoint(inference, trained):  # noqa: F811
     ema = torch.load(trained.best, weights_only=True)["state_dict"]
     name, value = next((k, v) for k, v in ema.items() if k.startswith("model.") and v.is_floating_point())
     assert torch.equal(inference.model.state_dict()[name[len("model."):]], value)  # EMA weights are used
-    from abrflow.training.module import CHECKPOINT_FORMAT
-
-    assert SUPPORTED_FORMAT == CHECKPOINT_FORMAT
+    assert inference.metadata["format"] == CHECKPOINT_FORMAT  # written and read through abrflow.checkpoint
 
 
 def test_both_saved_checkpoints_carry_validation_calibration(trained):  # noqa: F811
@@ -132,8 +132,8 @@ def test_unknown_static_inputs_are_allowed(inference):
 
 
 @pytest.mark.parametrize(("kwargs", "named"), [
-    ({"age": 121}, r"age \(age_years\) = 121"), ({"age": -1}, "age"), ({"intensity": -11}, "intensity"),
-    ({"intensity": 131}, "intensity"), ({"stimulus_rate": 0.05}, "stimulus_rate"),
+    ({"age": 121}, r"age \(age_years\) = 121"), ({"age": -1}, "age"), ({"intensity": -21}, "intensity"),
+    ({"intensity": 141}, "intensity"), ({"stimulus_rate": 0.05}, "stimulus_rate"),
     ({"stimulus_rate": 250}, "stimulus_rate"), ({"fmp": -0.1}, "fmp"), ({"fmp": 2e4}, "fmp"),
     ({"age": "ten"}, "age.*must be a number"), ({"intensity": True}, "intensity.*must be a number"),
     ({"fmp": float("inf")}, "fmp"),
@@ -141,6 +141,22 @@ def test_unknown_static_inputs_are_allowed(inference):
 def test_out_of_range_or_non_numeric_inputs_are_errors_naming_the_input(inference, kwargs, named):
     with pytest.raises(AbrflowError, match=named):
         inference.predict_single(**kwargs)
+
+
+def test_recordings_that_load_are_recordings_the_model_reads(inference):
+    """One table of valid ranges: levels at the edges records accept (−20 and 140 dB) load and are
+    analysed; just outside, both refuse."""
+    from abrflow.data.schema import VALID_RANGES
+
+    lo, hi = VALID_RANGES["intensity_db"]
+    rec = simulate_cohort(n_patients=2, seed=4)
+    edge = rec.select(np.arange(2)).replace(intensity_db=np.array([lo, hi], np.float32)).validate()
+    out = inference.analyse_records(edge, return_confidence=False)
+    assert np.isfinite(out["v_present_prob"]).all()
+    with pytest.raises(AbrflowError, match="intensity"):
+        inference.predict_single(age=1.0, intensity=hi + 1)
+    with pytest.raises(DataError, match="intensity_db"):
+        rec.select(np.arange(2)).replace(intensity_db=np.array([lo, hi + 1], np.float32)).validate()
 
 
 @pytest.mark.parametrize(("inputs", "message"), [
@@ -258,6 +274,27 @@ def test_levels_whose_half_averages_disagree_hold_no_response(inference):
     # The same averages with halves in antiphase (r = −1): whatever the model sees, nothing responds.
     anti = rec.replace(extra={**rec.extra, "half_b": -rec.extra["half_a"]})
     assert {r["method"] for r in inference.estimate_threshold(anti).values()} == {"no_response"}
+
+
+def test_evaluation_and_the_cli_read_an_ear_by_one_rule(inference):
+    """`evaluate` scores the per-ear thresholds `abrflow threshold` gives: the same rule, gate included.
+    In one ear every level's halves are put in antiphase (r = −1): both call it no response, where
+    the ungated fit (what the evaluation used before the rule had one home) still finds a threshold."""
+    from abrflow.evaluation.scoring import score_model
+
+    rec = simulate_cohort(n_patients=4, seed=11, half_averages=True)
+    key = next(k for k, t in true_series_thresholds(rec).items() if np.isfinite(t))
+    rows = rec.series_key == key
+    half_b = np.where(rows[:, None], -rec.extra["half_a"], rec.extra["half_b"])
+    rec = rec.replace(extra={**rec.extra, "half_b": half_b.astype(rec.extra["half_b"].dtype)})
+    _, model = score_model(inference, rec)
+    cli = inference.estimate_threshold(rec)
+    keys = sorted(cli)
+    assert model["ears"]["est"].tolist() == [cli[k]["threshold_db"] for k in keys]
+    assert cli[key]["method"] == "no_response"
+    ungated = series_thresholds(rec, inference.analyse_records(rec)["v_present_prob"],
+                                criterion=MODEL_RESPONSE_CRITERION, detection=MODEL_DETECTION_CRITERION)
+    assert np.isfinite(ungated[key].threshold_db)
 
 
 def test_generate_defaults_conditions_and_reproducibility(inference):

@@ -7,14 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from abrflow.data.readers import load_records
-from abrflow.data.synthetic import simulate_cohort
-from abrflow.evaluation.replication import (
+from abrflow.clinical.replication import (
     REPLICATION_MIN_R,
     own_noise_criterion,
     replicates,
     replication_criterion,
 )
+from abrflow.data.readers import load_records
+from abrflow.data.synthetic import simulate_cohort
 
 from .conftest import REAL
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from abrflow.data.records import ABRRecords
-from abrflow.data.synthetic import simulate_cohort
-from abrflow.evaluation.thresholds import (
+from abrflow.clinical.thresholds import (
     SeriesThreshold,
     aligned_thresholds,
     estimate_series_threshold,
     series_thresholds,
     true_series_thresholds,
 )
+from abrflow.data.records import ABRRecords
+from abrflow.data.synthetic import simulate_cohort
 from tests.conftest import make_records
 
 CLINICAL_LEVELS_DB = np.array([80.0, 60, 40, 30, 20, 15, 10, 5])
@@ -166,14 +166,14 @@ def test_marked_presence_gives_thresholds_near_truth(cohort):
 
 
 def test_replication_criterion_is_the_simulated_noise_95th_percentile():
-    from abrflow.evaluation.replication import REPLICATION_MIN_R, null_split_half_r
+    from abrflow.clinical.replication import REPLICATION_MIN_R, null_split_half_r
 
     assert null_split_half_r(n_pairs=3000, seed=5) == pytest.approx(REPLICATION_MIN_R, abs=0.03)
 
 
 def test_replication_pools_the_runs_of_a_level_and_rejects_noise():
+    from abrflow.clinical.replication import replicates
     from abrflow.data.records import ABRRecords, empty_rows
-    from abrflow.evaluation.replication import replicates
 
     rng = np.random.default_rng(0)
     n, t = 8, 200

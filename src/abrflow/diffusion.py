@@ -8,6 +8,8 @@ and x̂0 is never clamped (``clip_sample=False``, no thresholding): ABR amplitud
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from contextlib import contextmanager
 
@@ -15,6 +17,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor, nn
+
+from .errors import ConfigError
 
 SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 
@@ -63,6 +67,27 @@ class ABRDiffusion:
 
     # ----------------------------------------------------------------- schedulers
 
+    def sampling(self, sampler: str | None = None, steps: int | None = None,
+                 guidance: float | None = None) -> tuple[str, int, float]:
+        """(sampler, steps, guidance scale) of a call: each given one checked, each missing one this
+        diffusion's default (the checkpoint's ``diffusion`` config). The one place these defaults are
+        resolved; a bad value is a ConfigError (0 steps is an error, not "the default")."""
+        sampler = self.sampler if sampler is None else str(sampler)
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler = {sampler!r} is not one of {list(SAMPLERS)}")
+        if steps is None:
+            steps = self.sampling_steps
+        elif isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ConfigError(f"steps must be an integer ≥ 1, got {steps!r}")
+        if not 1 <= int(steps) <= self.num_train_timesteps:
+            raise ConfigError(f"steps = {steps} must be in [1, {self.num_train_timesteps}]")
+        if guidance is None:
+            guidance = self.guidance_scale
+        elif isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not (
+                math.isfinite(guidance) and guidance >= 0):
+            raise ConfigError(f"guidance must be a number ≥ 0, got {guidance}")
+        return sampler, int(steps), float(guidance)
+
     def make_scheduler(self, sampler: str | None = None, steps: int | None = None):
         """A fresh diffusers scheduler with its timesteps set (fresh: multistep solvers keep state).
 
@@ -70,22 +95,17 @@ class ABRDiffusion:
         from (Lin et al. 2024); DPM-Solver++ clips λ(t) at −5.1 as diffusers advises for the cosine
         schedule, whose last steps are numerically unstable.
         """
-        sampler = sampler or self.sampler
-        steps = int(steps or self.sampling_steps)
+        sampler, steps, _ = self.sampling(sampler, steps)
         common = dict(num_train_timesteps=self.num_train_timesteps, beta_schedule=self.beta_schedule,
                       prediction_type=self.prediction_type, thresholding=False, timestep_spacing="trailing")
         if sampler == "ddpm":
             scheduler = DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
         elif sampler == "ddim":
             scheduler = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
-        elif sampler == "dpm_solver":
+        else:  # dpm_solver
             lambda_min = -5.1 if self.beta_schedule == "squaredcos_cap_v2" else -float("inf")
             scheduler = DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
                                                     lambda_min_clipped=lambda_min, final_sigmas_type="zero")
-        else:
-            raise ValueError(f"sampler = {sampler!r} is not one of {list(SAMPLERS)}")
-        if not 1 <= steps <= self.num_train_timesteps:
-            raise ValueError(f"steps = {steps} must be in [1, {self.num_train_timesteps}]")
         with warnings.catch_warnings():  # diffusers' own numpy-2 conversion notice; nothing a caller can act on
             warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
             scheduler.set_timesteps(steps)
@@ -166,7 +186,7 @@ class ABRDiffusion:
             hearing_loss = torch.as_tensor(hearing_loss, device=x.device).long().expand(batch)
         if threshold_db is not None:
             threshold_db = torch.as_tensor(threshold_db, device=x.device, dtype=x.dtype).expand(batch)
-        scale = self.guidance_scale if guidance_scale is None else float(guidance_scale)
+        _, _, scale = self.sampling(guidance=guidance_scale)
         with _eval_mode(model):
             for t in timesteps:
                 out = self.guided_output(model, x, t, static, hearing_loss, threshold_db, scale)

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, rename.
+"""Atomic file writes: a temporary file in the same folder, fsync, rename; and strict JSON.
 
 An interrupted run (crash, SIGKILL, full disk) leaves either the old file or the new one,
 never a half-written one.
@@ -7,11 +7,15 @@ never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 
 def _umask() -> int:
@@ -66,3 +70,27 @@ def atomic_replace(written: str | os.PathLike, path: str | os.PathLike) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def jsonable(obj):
+    """Strict-JSON types: NumPy → Python, NaN → null (undefined on these data), ±inf → "inf"/"-inf"
+    (strict JSON has neither)."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """``obj`` as strict JSON (:func:`jsonable`), UTF-8, written atomically; every JSON file abrflow
+    writes for people and programs (metrics, predictions, thresholds) goes through here."""
+    path = Path(path)
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    return path

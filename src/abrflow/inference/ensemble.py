@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..clinical.ear_rule import read_ears
+from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
 from ..errors import AbrflowError
-from ..evaluation.thresholds import MODEL_RESPONSE_CRITERION
-from .predictor import ABRInference, series_thresholds_of
+from .predictor import ABRInference
 
 #: Outputs averaged over the members (probabilities and values); the class is re-derived from the mean.
 AVERAGED = ("v_present_prob", "v_latency_ms", "v_amplitude_uv", "hearing_loss_prob", "threshold_db",
@@ -81,8 +82,9 @@ class ABREnsemble:
         return out
 
     def estimate_threshold(self, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
-        """Per level series, the single-model rule (:func:`series_thresholds_of`) on the averaged probabilities."""
-        return series_thresholds_of(self, series, criterion)
+        """Per level series, the single-model rule (:func:`abrflow.clinical.ear_rule.read_ears`) on the
+        averaged probabilities."""
+        return read_ears(self, series, criterion)
 
 
 def load_model(checkpoints: str | os.PathLike | Sequence[str | os.PathLike], device: str = "auto",

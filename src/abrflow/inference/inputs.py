@@ -17,16 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.records import STATIC_FIELDS
+from ..data.readers import is_eclipse
+from ..data.schema import STATIC_FIELDS, VALID_RANGES
 from ..errors import AbrflowError, DataError
 
-#: Accepted range of each static input (raw units), inclusive.
-STATIC_RANGES: dict[str, tuple[float, float]] = {
-    "age_years": (0.0, 120.0),
-    "intensity_db": (-10.0, 130.0),
-    "stimulus_rate_hz": (0.1, 200.0),
-    "fmp": (0.0, 1e4),
-}
+#: Accepted range of each static input (raw units, inclusive): the records' own (one table for both).
+STATIC_RANGES: dict[str, tuple[float, float]] = {field: VALID_RANGES[field] for field in STATIC_FIELDS}
 #: The argument name people use for each field (predict_single's keywords, the CLI's flags).
 ARGUMENT_NAMES: dict[str, str] = {"age_years": "age", "intensity_db": "intensity",
                                   "stimulus_rate_hz": "stimulus_rate", "fmp": "fmp"}
@@ -258,9 +254,7 @@ def is_static_input_file(path: str | os.PathLike) -> bool:
         except Exception:  # let load_records report what is wrong with the file
             return False
     if suffix == ".csv":
-        from ..data.readers import _is_eclipse
-
-        if _is_eclipse(p):
+        if is_eclipse(p):
             return False
         with open(p, encoding="utf-8", errors="replace") as fh:
             header = fh.readline()

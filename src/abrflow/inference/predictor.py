@@ -25,10 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.records import ORIGINAL_CLASS_CODES, ABRRecords, class_code
-from ..diffusion import ABRDiffusion
-from ..errors import AbrflowError, CheckpointError, DataError
-from ..evaluation.calibration import (
+from ..clinical.calibration import (
     DEFAULT_LEVEL,
     INTERVAL_TARGETS,
     conformal_interval,
@@ -36,79 +33,19 @@ from ..evaluation.calibration import (
     prediction_sets,
     probabilities,
 )
-from ..evaluation.replication import MODEL_GATE_MIN_R, replicates
-from ..evaluation.thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
+from ..clinical.ear_rule import read_ears
+from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
+from ..data.records import ABRRecords
+from ..data.schema import STATIC_FIELDS
+from ..data.timebase import resampling_ratio, samples_needed, window_from_onset
+from ..diffusion import ABRDiffusion
+from ..errors import AbrflowError, CheckpointError, DataError
+from . import results
 from .checkpoint import load_checkpoint
-from .inputs import STATIC_RANGES, static_array, static_value
+from .conditions import generation_conditions
+from .inputs import static_array
 from .onnx_backend import BACKENDS, OnnxHeads
-
-#: Conditions ``generate`` uses where the caller gives none: the typical recording of the cohort
-#: the project was designed for — an infant (median age 0.5 y) with normal hearing, tested at
-#: 60 dB nHL at the usual 33.1/s; Fmp and threshold unknown (the model's learned "unknown" token).
-DEFAULT_GENERATION_CONDITIONS: dict[str, float] = {
-    "age_years": 0.5, "intensity_db": 60.0, "stimulus_rate_hz": 33.1, "fmp": math.nan,
-    "hearing_loss": 0, "threshold_db": math.nan,
-}
-_CONDITION_ALIASES = {"age": "age_years", "intensity": "intensity_db", "rate": "stimulus_rate_hz",
-                      "stimulus_rate": "stimulus_rate_hz", "threshold": "threshold_db", "class": "hearing_loss"}
-_STATIC = ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")
-DEFAULT_BATCH_SIZE = 256
-
-
-def level_units(records: ABRRecords) -> np.ndarray:
-    """Per row, the unit of ``intensity_db`` as its reader recorded it (``extra["level_unit"]``, e.g.
-    EARNDB's "dB peSPL"); rows without one are dB nHL, the unit of the clinic formats."""
-    unit = records.extra.get("level_unit")
-    if unit is None:
-        return np.full(len(records), "dB nHL")
-    return np.asarray(unit).astype(str)
-
-
-def _model_view(records: ABRRecords) -> ABRRecords:
-    """The records as the model may read them: intensity unknown (NaN) where it is not in dB nHL."""
-    nhl = level_units(records) == "dB nHL"
-    if nhl.all():
-        return records
-    return records.replace(intensity_db=np.where(nhl, records.intensity_db, np.nan).astype(np.float32))
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" → CUDA, else MPS, else CPU; an explicit device that is not available is an error."""
-    name = str(device).lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "gpu":
-        name = "cuda"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise AbrflowError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AbrflowError(f"device {device!r} requested but CUDA is not available")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise AbrflowError(f"device {device!r} requested but MPS is not available")
-    return dev
-
-
-def row_seeds(n: int, seed: int | Sequence[int] | None) -> np.ndarray:
-    """One seed per row: ``seed + i``, the given sequence, or fresh entropy when None (reported back)."""
-    if seed is None:
-        base = int(np.random.SeedSequence().entropy % (2**62))
-        return base + np.arange(n, dtype=np.int64)
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return int(seed) + np.arange(n, dtype=np.int64)
-    seeds = np.asarray(seed)
-    if seeds.shape != (n,) or seeds.dtype.kind not in "iu":
-        raise AbrflowError(f"seed must be an integer or {n} integers (one per row), got {seed!r}")
-    return seeds.astype(np.int64)
-
-
-def _floats(a: np.ndarray) -> list:
-    return [float(v) for v in np.asarray(a, np.float64)]
+from .runtime import DEFAULT_BATCH_SIZE, check_batch_size, resolve_device, row_seeds
 
 
 class ABRInference:
@@ -126,9 +63,7 @@ class ABRInference:
         if onnx_model is not None and backend != "onnx":
             raise AbrflowError("onnx_model is only used with backend='onnx'")
         self.device = resolve_device(device)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise AbrflowError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
-        self.batch_size = int(batch_size)
+        self.batch_size = check_batch_size(batch_size)
         loaded = load_checkpoint(checkpoint)
         self.checkpoint_path = loaded.path
         self.cfg = loaded.cfg
@@ -159,6 +94,11 @@ class ABRInference:
             self._onnx_dir = tempfile.TemporaryDirectory(prefix="abrflow-onnx-")
             onnx_model = Path(export_onnx(self, self._onnx_dir.name, time_it=False)["heads"]["path"])
         return OnnxHeads(onnx_model, self.checkpoint_path, threads=torch.get_num_threads())
+
+    def on_cpu(self) -> ABRInference:
+        """This checkpoint loaded again on the CPU (with the same batch size and confidence level)."""
+        return ABRInference(self.checkpoint_path, device="cpu", confidence_level=self.confidence_level,
+                            batch_size=self.batch_size)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -199,27 +139,18 @@ class ABRInference:
             return self._onnx(signal_raw, static_raw, self.batch_size)
         return self._heads(self.stats.normalize_signal(signal_raw), static_raw)
 
-    def _sampler_steps(self, sampler: str | None, steps: int | None) -> tuple[str, int]:
-        """The checkpoint's sampler and step count where not given (0 steps is an error, not a default)."""
-        sampler = self.cfg.diffusion.sampler if sampler is None else str(sampler)
-        if steps is None:
-            return sampler, int(self.cfg.diffusion.sampling_steps)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise AbrflowError(f"steps must be an integer ≥ 1, got {steps!r}")
-        return sampler, int(steps)
+    def sampling(self, sampler: str | None = None, steps: int | None = None,
+                 guidance: float | None = None) -> tuple[str, int, float]:
+        """(sampler, steps, guidance scale) a generation uses: the given ones, checked, else the
+        checkpoint's (``ABRDiffusion.sampling``, the one place these defaults are resolved)."""
+        return self.diffusion.sampling(sampler, steps, guidance)
 
     def _sample(self, static_raw: np.ndarray, seeds: np.ndarray, *, hearing_loss: np.ndarray | None = None,
                 threshold_db: np.ndarray | None = None, sampler: str | None = None, steps: int | None = None,
                 guidance: float | None = None) -> np.ndarray:
         """Generated waveforms [N, T] in the model's normalised space; row i from its own seed, so a
         row does not depend on its batch neighbours or the batch size."""
-        sampler, steps = self._sampler_steps(sampler, steps)
-        try:
-            self.diffusion.make_scheduler(sampler, steps)
-        except ValueError as exc:
-            raise AbrflowError(str(exc)) from None
-        if guidance is not None and not (math.isfinite(guidance) and guidance >= 0):
-            raise AbrflowError(f"guidance must be a number ≥ 0, got {guidance}")
+        sampler, steps, guidance = self.sampling(sampler, steps, guidance)
         static = self._normalised_static(static_raw)
         out = []
         for start in range(0, len(static), self.batch_size):
@@ -331,11 +262,9 @@ class ABRInference:
         confidence = self._confidence(return_confidence)
         arrays = self._interpret(self._measured_heads(x[None], static), confidence)
         arrays["waveform"] = x[None]
-        return self._row(arrays, 0, static[0], {"source": "measured"}, confidence)
+        return results.prediction_row(self, arrays, 0, static[0], {"source": "measured"}, confidence)
 
     def _window(self, signal: object, sampling_rate_hz: float | None) -> np.ndarray:
-        from ..data.readers._common import resampling_ratio, samples_needed, window_from_onset
-
         try:
             x = np.asarray(signal, dtype=np.float64)
         except (TypeError, ValueError):
@@ -374,7 +303,7 @@ class ABRInference:
             static = inputs.static
         else:
             static = static_array(inputs)
-            sampler, steps = self._sampler_steps(sampler, steps)
+            sampler, steps, _ = self.sampling(sampler, steps)
             seeds = row_seeds(len(static), seed)
             x = self._sample(static, seeds, sampler=sampler, steps=steps)
             arrays = self._interpret(self._heads(x, static), confidence)
@@ -382,27 +311,13 @@ class ABRInference:
             arrays["seed"] = seeds
             arrays["sampler"] = np.full(len(static), sampler)
             arrays["steps"] = np.full(len(static), steps, np.int64)
-        for j, name in enumerate(_STATIC):
+        for j, name in enumerate(STATIC_FIELDS):
             arrays[name] = static[:, j].astype(np.float64)
         return arrays
 
     def to_rows(self, arrays: Mapping[str, np.ndarray]) -> list[dict]:
         """``predict_arrays`` output → one predict_single-structured dict per row."""
-        confidence = "v_latency_ms_lo" in arrays
-        static = np.stack([arrays[name] for name in _STATIC], axis=1)
-        rows = []
-        for i in range(len(static)):
-            if "seed" in arrays:
-                meta = {"source": "generated", "seed": int(arrays["seed"][i]), "sampler": str(arrays["sampler"][i]),
-                        "steps": int(arrays["steps"][i])}
-            else:
-                meta = {"source": "measured"}
-            row = self._row(arrays, i, static[i], meta, confidence)
-            for key in ("id", "patient_id", "ear"):
-                if key in arrays:
-                    row[key] = str(arrays[key][i])
-            rows.append(row)
-        return rows
+        return results.prediction_rows(self, arrays)
 
     def predict_batch(self, inputs: object, return_confidence: bool = False, *,
                       seed: int | Sequence[int] | None = None, sampler: str | None = None,
@@ -435,110 +350,15 @@ class ABRInference:
             raise AbrflowError(f"seed must be an integer, got {seed!r}")
         return self.predict_batch(static, return_confidence, seed=seed, sampler=sampler, steps=steps)[0]
 
-    # ------------------------------------------------------------------ one result row
-    def _row(self, arrays: Mapping[str, np.ndarray], i: int, static: np.ndarray, waveform_meta: dict,
-             confidence: bool) -> dict:
-        code = int(arrays["hearing_loss"][i])
-        probs = arrays["hearing_loss_prob"][i]
-        classification = {
-            "predicted_category": self.class_names[code],
-            "code": code,
-            "original_code": ORIGINAL_CLASS_CODES[code] if code < len(ORIGINAL_CLASS_CODES) else None,
-            "probabilities": {name: float(p) for name, p in zip(self.class_names, probs)},
-        }
-        threshold = {"value": float(arrays["threshold_db"][i]), "unit": "dB nHL",
-                     "no_response_probability": float(arrays["threshold_no_response_prob"][i])}
-        wave_v = {"present_probability": float(arrays["v_present_prob"][i]),
-                  "latency_ms": float(arrays["v_latency_ms"][i]),
-                  "amplitude_uv": float(arrays["v_amplitude_uv"][i])}
-        key = "signal_uv" if self.signal_unit == "uV" else "signal_zscore"
-        waveform = {**waveform_meta, "time_ms": _floats(self.time_ms), key: _floats(arrays["waveform"][i])}
-        result = {
-            # float32 storage shows 0.8 as 0.800000011920929: 7 significant digits is what float32 holds
-            "inputs": {name: (None if math.isnan(v) else float(f"{v:.7g}")) for name, v in zip(_STATIC, static)},
-            "classification": classification,
-            "threshold": threshold,
-            "peaks": {"V": wave_v},
-            "waveform": waveform,
-        }
-        if confidence:
-            in_set = arrays["hearing_loss_set"][i]
-            classification["prediction_set"] = [n for n, keep in zip(self.class_names, in_set) if keep]
-            threshold["lo"], threshold["hi"] = float(arrays["threshold_db_lo"][i]), float(arrays["threshold_db_hi"][i])
-            for name, short in (("v_latency_ms", "latency_ms"), ("v_amplitude_uv", "amplitude_uv")):
-                wave_v[f"{short}_lo"] = float(arrays[f"{name}_lo"][i])
-                wave_v[f"{short}_hi"] = float(arrays[f"{name}_hi"][i])
-            result["confidence"] = self.confidence_summary()
-        return result
-
     def confidence_summary(self) -> dict:
         """How the intervals were made (level, method, calibration split and sizes, temperatures)."""
-        cal = self._require_calibration()
-        return {
-            "level": self.confidence_level,
-            "intervals": "split conformal, |y − ŷ|/σ̂ with the head's spread σ̂; latency/amplitude for wave V "
-                         "if present, threshold for an ear that responds",
-            "class_set": "conformal prediction set (1 − p̂ scores)",
-            "probabilities": "temperature-scaled",
-            "calibration_split": cal.split,
-            "calibration_counts": dict(cal.counts),
-            "temperature": dict(cal.temperatures),
-        }
+        return results.confidence_summary(self._require_calibration(), self.confidence_level)
 
     # ------------------------------------------------------------------ series and generation
     def estimate_threshold(self, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
         """Per level series: the ear's threshold with its interval and the wave V latency–intensity
-        function (see :func:`series_thresholds_of`, which does the work for any analyser)."""
-        return series_thresholds_of(self, series, criterion)
-
-    def _generation_conditions(self, n: int, conditions: Mapping | None) -> dict[str, np.ndarray]:
-        given = {}
-        for key, value in dict(conditions or {}).items():
-            name = _CONDITION_ALIASES.get(key, key)
-            if name not in DEFAULT_GENERATION_CONDITIONS:
-                raise AbrflowError(f"unknown generation condition {key!r}; expected one of "
-                                   f"{list(DEFAULT_GENERATION_CONDITIONS)}")
-            if name in given:
-                raise AbrflowError(f"generation condition {name} given twice")
-            given[name] = value
-        out: dict[str, np.ndarray] = {}
-        for name, default in DEFAULT_GENERATION_CONDITIONS.items():
-            value = given.get(name, default)
-            cells = np.asarray(value, dtype=object)
-            if cells.ndim == 0:
-                cells = np.full(n, value, dtype=object)
-            if cells.shape != (n,):
-                raise AbrflowError(f"generation condition {name} must be one value or {n} values, "
-                                   f"got shape {list(cells.shape)}")
-            if name in STATIC_RANGES:
-                out[name] = np.array([static_value(name, v, row=i if n > 1 else None) for i, v in enumerate(cells)],
-                                     np.float32)
-            elif name == "hearing_loss":
-                out[name] = np.array([-1 if v is None else class_code(v, where="hearing_loss") for v in cells],
-                                     np.int64)
-            else:
-                out[name] = np.array([self._threshold_condition(v) for v in cells], np.float32)
-        a = self.cfg.model.conditioning
-        if (out["hearing_loss"] >= 0).any() and not a.use_class_condition:
-            raise AbrflowError("this model was trained without hearing-loss conditioning; leave hearing_loss unset")
-        if np.isfinite(out["threshold_db"]).any() or np.isposinf(out["threshold_db"]).any():
-            if not a.use_threshold_condition:
-                raise AbrflowError("this model was trained without threshold conditioning; leave threshold_db unset")
-        return out
-
-    @staticmethod
-    def _threshold_condition(value: object) -> float:
-        if value is None:
-            return math.nan
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise AbrflowError(f"threshold_db must be a number, NaN (unknown) or inf (no response), got {value!r}") from None
-        if math.isnan(v) or v == math.inf:
-            return v
-        if not -10.0 <= v <= 130.0:
-            raise AbrflowError(f"threshold_db = {value!r} is outside [-10, 130] dB nHL (use inf for no response)")
-        return v
+        function, by the per-ear rule (:func:`abrflow.clinical.ear_rule.ear_thresholds`)."""
+        return read_ears(self, series, criterion)
 
     def generate(self, n: int, conditions: Mapping | None = None, sampler: str | None = None,
                  steps: int | None = None, guidance: float | None = None, seed: int | Sequence[int] | None = None
@@ -548,13 +368,14 @@ class ABRInference:
         ``conditions``: any of age_years, intensity_db, stimulus_rate_hz, fmp (raw units, NaN
         unknown), hearing_loss (code, English or original name; −1 unconditional) and threshold_db
         (dB nHL; NaN unconditional, inf no response), each one value or n values. Unset ones take
-        ``DEFAULT_GENERATION_CONDITIONS``. ``guidance`` is the classifier-free guidance scale
+        ``abrflow.inference.conditions.DEFAULT_GENERATION_CONDITIONS``. ``guidance`` is the
+        classifier-free guidance scale
         (checkpoint's default when None). Returns the conditions used and the per-row ``seed``.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise AbrflowError(f"n must be a positive integer, got {n!r}")
-        conds = self._generation_conditions(int(n), conditions)
-        static = np.stack([conds[name] for name in _STATIC], axis=1)
+        conds = generation_conditions(int(n), conditions, self.cfg.model.conditioning)
+        static = np.stack([conds[name] for name in STATIC_FIELDS], axis=1)
         seeds = row_seeds(int(n), seed)
         has_class = (conds["hearing_loss"] >= 0).any()
         has_thr = (~np.isnan(conds["threshold_db"])).any()
@@ -563,50 +384,3 @@ class ABRInference:
                          guidance=guidance)
         return self.stats.denormalize_signal(x), {**conds, "seed": seeds}
 
-
-def series_thresholds_of(analyser, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
-    """Per level series (patient + ear + session): the ear's threshold with its interval, from the
-    model's wave-V presence probabilities across levels (``estimate_series_threshold``), and the
-    wave V latency–intensity function (mean latency of the responding recordings per level).
-    ``analyser``: anything with ``analyse_records`` (an :class:`ABRInference` or an ensemble).
-
-    Two rules for real exports: where the records carry half-averages (SmartEP, EARNDB), a
-    level whose pooled half-averages do not agree (split-half r below ``MODEL_GATE_MIN_R``,
-    ``evaluation.replication``) holds no response,
-    whatever the model says; where levels are not in dB nHL (``extra["level_unit"]``, e.g.
-    EARNDB's dB peSPL tone bursts), the model is told the intensity is unknown (the fit still
-    runs on the recorded levels, in their unit).
-    """
-    analysed = analyser.analyse_records(_model_view(series), return_confidence=False)
-    prob = analysed["v_present_prob"]
-    replicating = replicates(series, MODEL_GATE_MIN_R)
-    if replicating is not None:
-        prob = np.where(replicating, prob, 0.0)
-    estimates = series_thresholds(series, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
-    keys, units = series.series_key, level_units(series)
-    out = {}
-    for key, est in estimates.items():
-        rows = np.flatnonzero(keys == key)
-        levels = series.intensity_db[rows].astype(np.float64)
-        tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
-        p_level, lat_level, n_level, rep_level = [], [], [], []
-        for lv in tested:
-            at = rows[levels == lv]
-            responding = at[prob[at] >= criterion]
-            p_level.append(float(prob[at].mean()))
-            lat_level.append(float(analysed["v_latency_ms"][responding].mean()) if responding.size else math.nan)
-            n_level.append(int(at.size))
-            rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
-        lat = np.array(lat_level)
-        ok = np.isfinite(lat)
-        slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
-        first = rows[0]
-        out[key] = {
-            "patient_id": str(series.patient_id[first]), "ear": str(series.ear[first]),
-            "session_id": str(series.session_id[first]), "level_unit": str(units[first]),
-            **est.as_dict(),
-            "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
-                                  "v_present_prob": p_level, "v_latency_ms": lat_level,
-                                  "replicating_fraction": rep_level, "slope_ms_per_db": slope},
-        }
-    return out

@@ -2,7 +2,7 @@
 
 Clinicians overlay the two interleaved half-averages (SmartEP Buffer1/Buffer2, EARNDB R1/R2) and
 call a response only where they replicate. Here that is the Pearson r of the halves over 1–10 ms
-after onset (:func:`abrflow.data.readers._common.split_half_r`), both band-passed to the analysis
+after onset (:func:`abrflow.data.split_half_r`), both band-passed to the analysis
 band of the classical methods first, so that the criterion does not depend on a device's filters.
 
 The criterion :data:`REPLICATION_MIN_R` was fixed on the simulator's noise, never on real data:
@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-from ..data.readers._common import split_half_r
+from ..data import synthetic
+from ..data.halves import split_half_r
 
 #: Band (Hz) both halves are filtered to before they are compared (the classical methods' band).
 REPLICATION_BAND_HZ: tuple[float, float] = (100.0, 1500.0)
@@ -33,7 +34,7 @@ MIN_NULL_PAIRS = 100
 MAX_NULL_PAIRS = 20_000
 #: The criterion that gates the MODEL's series threshold (a level whose pooled halves stay below it
 #: holds no response). Not the 5%-false-alarm one: fixed on the synthetic tuning cohort with the
-#: simulator's half-averages (benchmarks/series_rule_synthetic.py, results/series_rule_synthetic.json)
+#: simulator's half-averages (experiments/series_rule_synthetic.py, experiments/results/series_rule_synthetic.json)
 #: as the strictest criterion costing ≤ 1 dB of per-ear MAE. Near threshold a real response is small
 #: beside each half's noise, so its halves correlate weakly: there r ≥ 0.43 raised the synthetic
 #: per-ear threshold by +10.8 dB on average (and the real SmartEP ones by +8 to +15 dB).
@@ -124,11 +125,9 @@ def null_split_half_r(quantile: float = 1.0 - REPLICATION_FALSE_ALARM, n_pairs: 
 def null_split_half_rs(n_pairs: int = 4000, seed: int = 0, sampling_rate_hz: float = 20_000.0,
                        signal_length: int = 200) -> np.ndarray:
     """Split-half r of ``n_pairs`` pairs of independent simulated noise averages (the criterion's null)."""
-    from ..data import synthetic
-
     phys = synthetic.make_physiology()
     sos = synthetic.amplifier_sos(sampling_rate_hz, phys)
     rng = np.random.default_rng(seed)
     unit, clean = np.ones(n_pairs), np.zeros(n_pairs, dtype=bool)
-    a, b = (synthetic._eeg_noise_uv(rng, unit, clean, signal_length, sampling_rate_hz, sos, phys) for _ in range(2))
+    a, b = (synthetic.eeg_noise_uv(rng, unit, clean, signal_length, sampling_rate_hz, sos, phys) for _ in range(2))
     return replication_r(a, b, sampling_rate_hz)

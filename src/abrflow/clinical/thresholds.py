@@ -25,6 +25,7 @@ fitted curve runs from 0.25 to 0.75 when the fit is shallow (ambiguous responses
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ import scipy.optimize
 import scipy.special
 
 from ..data.records import ABRRecords
+from .series import series_rows
 
 #: Bounds of the logistic slope (per dB): a transition over ~50 dB … one within ~1 dB.
 SLOPE_PER_DB_BOUNDS: tuple[float, float] = (0.05, 3.0)
@@ -179,16 +181,9 @@ def series_thresholds(records: ABRRecords, response_prob: np.ndarray, *, criteri
     prob = np.asarray(response_prob, dtype=np.float64)
     if prob.shape != (len(records),):
         raise ValueError(f"response_prob must have one value per recording ({len(records)}), got {prob.shape}")
-    keys = records.series_key
-    unique, codes = np.unique(keys, return_inverse=True)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
-    out = {}
-    for i, key in enumerate(unique):
-        rows = order[bounds[i]:bounds[i + 1]]
-        out[str(key)] = estimate_series_threshold(records.intensity_db[rows], prob[rows], criterion=criterion,
-                                                  detection=detection)
-    return out
+    return {key: estimate_series_threshold(records.intensity_db[rows], prob[rows], criterion=criterion,
+                                           detection=detection)
+            for key, rows in series_rows(records).items()}
 
 
 def true_series_thresholds(records: ABRRecords, *, attainable: bool = False) -> dict[str, float]:
@@ -199,24 +194,30 @@ def true_series_thresholds(records: ABRRecords, *, attainable: bool = False) -> 
     is the best any method can report from it (clinics stop at a screening level; in the synthetic
     cohort about half the normal ears do).
     """
-    keys = records.series_key
-    unique, codes = np.unique(keys, return_inverse=True)
-    first = np.zeros(len(unique), dtype=int)
-    first[codes[::-1]] = np.arange(len(keys))[::-1]
-    truth = records.threshold_db[first].astype(np.float64)
-    if attainable:
-        lowest = np.full(len(unique), np.inf)
-        np.minimum.at(lowest, codes, records.intensity_db.astype(np.float64))
-        truth = np.where(np.isfinite(truth), np.maximum(truth, lowest), truth)
-    return {str(k): float(v) for k, v in zip(unique, truth)}
+    rows = series_rows(records)
+    out = {}
+    for key, at in rows.items():
+        truth = float(records.threshold_db[at[0]])
+        if attainable and math.isfinite(truth):
+            truth = max(truth, float(records.intensity_db[at].astype(np.float64).min()))
+        out[key] = truth
+    return out
 
 
-def aligned_thresholds(estimated: dict[str, float | SeriesThreshold], truth: dict[str, float]
+def threshold_of(estimate: float | SeriesThreshold | Mapping) -> float:
+    """The threshold (dB) of an estimate: a number, a :class:`SeriesThreshold` or a per-ear result dict."""
+    if isinstance(estimate, SeriesThreshold):
+        return estimate.threshold_db
+    if isinstance(estimate, Mapping):
+        return float(estimate["threshold_db"])
+    return float(estimate)
+
+
+def aligned_thresholds(estimated: Mapping[str, float | SeriesThreshold | Mapping], truth: Mapping[str, float]
                        ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(estimated_db, true_db, keys) over the series both know, in sorted key order: ready for
     :func:`abrflow.evaluation.metrics.threshold_metrics`."""
     keys = sorted(set(estimated) & set(truth))
-    est = np.array([v.threshold_db if isinstance(v, SeriesThreshold) else float(v)
-                    for v in (estimated[k] for k in keys)], dtype=np.float64)
+    est = np.array([threshold_of(estimated[k]) for k in keys], dtype=np.float64)
     true = np.array([truth[k] for k in keys], dtype=np.float64)
     return est, true, keys

@@ -1,0 +1,46 @@
+"""The classical reading of a set of recordings, assembled once: what every caller of the classical
+methods (``run_baselines``, the evaluation's baseline rows, ``abrflow threshold``) reads from it.
+
+Band-pass once, pick wave V once, and derive the per-ear thresholds (cross-covariance, lowest
+picked V, protocol floor) and, on demand, the hand features from those same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.records import ABRRecords
+from .classical_thresholds import (
+    series_threshold_crosscov,
+    series_threshold_lowest_peak,
+    series_threshold_lowest_tested,
+)
+from .features import hand_features
+from .picker import band_pass, pick_wave_v
+
+
+@dataclass(frozen=True)
+class ClassicalReading:
+    """The classical methods' outputs on one set of records (thresholds keyed by ``series_key``)."""
+
+    filtered: np.ndarray  # band-passed traces [N, T]
+    picked: dict[str, np.ndarray]  # pick_wave_v per recording
+    crosscov_db: dict[str, float]  # Suthakar & Liberman (2019) per ear, +inf no response
+    lowest_peak_db: dict[str, float]  # lowest level with a picked V per ear
+    lowest_tested_db: dict[str, float]  # the protocol floor per ear
+
+    def features(self, records: ABRRecords) -> np.ndarray:
+        """Hand features of the same records (``abrflow.clinical.features.hand_features``)."""
+        return hand_features(records, filtered=self.filtered, picked=self.picked, crosscov=self.crosscov_db)
+
+
+def read_classical(records: ABRRecords) -> ClassicalReading:
+    """Every classical method on ``records``, each intermediate computed once."""
+    filtered = band_pass(records)
+    picked = pick_wave_v(records, filtered=filtered)
+    return ClassicalReading(filtered=filtered, picked=picked,
+                            crosscov_db=series_threshold_crosscov(records, filtered=filtered),
+                            lowest_peak_db=series_threshold_lowest_peak(records, picked),
+                            lowest_tested_db=series_threshold_lowest_tested(records))

@@ -1,0 +1,95 @@
+"""The per-ear rule: one ear's threshold and wave V latency–intensity function from a model's
+reading of its level series. The one function behind ``ABRInference.estimate_threshold``,
+``ABREnsemble``, ``abrflow threshold``, ``inference.py --series`` and ``evaluate``.
+
+Given the model's wave-V presence probability and latency per recording (read from
+:func:`~abrflow.clinical.levels.model_view` of the records, so that levels not in dB nHL are
+unknown to the model):
+
+1. the replication gate: where the records carry half-averages (SmartEP, EARNDB, the simulator
+   with ``half_averages=True``), a level whose pooled halves do not agree (split-half r below
+   :data:`~abrflow.clinical.replication.MODEL_GATE_MIN_R`) holds no response, whatever the model says;
+2. the threshold: a logistic fit of the (gated) probabilities across the ear's levels
+   (:func:`~abrflow.clinical.thresholds.estimate_series_threshold`), the ear responding where some
+   level reaches :data:`MODEL_DETECTION_CRITERION` and the threshold placed at the
+   :data:`MODEL_RESPONSE_CRITERION` crossing, both fixed on a synthetic cohort;
+3. the latency–intensity function: per tested level (loudest first) the mean probability, the mean
+   latency of the recordings called responses, and its slope over levels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..data.records import ABRRecords
+from .levels import level_units, model_view
+from .replication import MODEL_GATE_MIN_R, replicates
+from .series import series_rows
+from .thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in np.asarray(values, np.float64)]
+
+
+def gated_response_prob(records: ABRRecords, v_present_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the probabilities with levels whose halves do not replicate set to 0, the per-row replication
+    call or None where the records carry no halves)."""
+    prob = np.asarray(v_present_prob, np.float64)
+    replicating = replicates(records, MODEL_GATE_MIN_R)
+    if replicating is not None:
+        prob = np.where(replicating, prob, 0.0)
+    return prob, replicating
+
+
+def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
+                   criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
+    """Per level series (patient + ear + session, in sorted key order): the ear's threshold with its
+    interval (``SeriesThreshold`` fields) and the wave V latency–intensity function.
+
+    ``analysed``: the model's outputs per row of ``records``, read from ``model_view(records)``;
+    ``v_present_prob`` and ``v_latency_ms`` are used. Levels are the recorded ones, in their unit
+    (``level_unit``).
+    """
+    prob, replicating = gated_response_prob(records, analysed["v_present_prob"])
+    latency = np.asarray(analysed["v_latency_ms"], np.float64)
+    estimates = series_thresholds(records, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
+    units = level_units(records)
+    out = {}
+    for key, rows in series_rows(records).items():
+        levels = records.intensity_db[rows].astype(np.float64)
+        tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
+        p_level, lat_level, n_level, rep_level = [], [], [], []
+        for lv in tested:
+            at = rows[levels == lv]
+            responding = at[prob[at] >= criterion]
+            p_level.append(float(prob[at].mean()))
+            lat_level.append(float(latency[responding].mean()) if responding.size else math.nan)
+            n_level.append(int(at.size))
+            rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
+        lat = np.array(lat_level)
+        ok = np.isfinite(lat)
+        slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
+        first = rows[0]
+        out[key] = {
+            "patient_id": str(records.patient_id[first]), "ear": str(records.ear[first]),
+            "session_id": str(records.session_id[first]), "level_unit": str(units[first]),
+            **estimates[key].as_dict(),
+            "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
+                                  "v_present_prob": p_level, "v_latency_ms": lat_level,
+                                  "replicating_fraction": rep_level, "slope_ms_per_db": slope},
+        }
+    return out
+
+
+def read_ears(analyser, records: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
+    """:func:`ear_thresholds` of what ``analyser`` reads from :func:`model_view` of the records.
+
+    ``analyser``: anything with ``analyse_records(records, return_confidence=False)`` — one model
+    (``ABRInference``) or an ensemble (``ABREnsemble``, whose probabilities are the members' mean).
+    """
+    analysed = analyser.analyse_records(model_view(records), return_confidence=False)
+    return ear_thresholds(records, analysed, criterion)
