@@ -29,8 +29,8 @@ import torch
 from _checkpoint import benchmark_checkpoint
 from _timing import add_common_arguments, environment, figure, load, set_threads, timed, write_result
 
+from abrflow.evaluation.data import load_evaluation_data
 from abrflow.evaluation.generation import FrechetEncoder, evaluate_generation, frechet_distance
-from abrflow.evaluation.report import load_evaluation_data
 from abrflow.inference.predictor import ABRInference
 
 PREDECESSOR_DDIM50_WAVEFORMS_PER_S = 0.6

@@ -16,7 +16,8 @@ import pytest
 from abrflow.cli import main
 from abrflow.evaluation.figures import is_png
 from abrflow.evaluation.generation import discriminative_score, frechet_distance, mean_pairwise_distance
-from abrflow.evaluation.report import HEADLINE, default_output_dir
+from abrflow.evaluation.report import default_output_dir
+from abrflow.evaluation.scoring import HEADLINE
 
 from .fixtures_checkpoint import trained  # noqa: F401  (session-scoped fixture)
 

@@ -12,9 +12,6 @@ from sklearn.metrics import roc_auc_score
 
 from abrflow.data.records import CLASS_NAMES
 from abrflow.evaluation.metrics import (
-    AGE_STRATA,
-    bootstrap_ci,
-    by_age_stratum,
     classification_metrics,
     clinical_metrics,
     expected_calibration_error,
@@ -23,6 +20,7 @@ from abrflow.evaluation.metrics import (
     signal_metrics,
     threshold_metrics,
 )
+from abrflow.evaluation.stratify import AGE_STRATA, bootstrap_ci, by_age_stratum
 
 FS_HZ = 20000.0
 

@@ -15,7 +15,7 @@ this sample size (Fréchet distance and the discriminator are biased at small n)
   encoder that needs no training of its own, is deterministic and is the same for every model
   evaluated on the same data, so distances are comparable across checkpoints.
 - Wave V of the generated waves, measured by the classical peak picker
-  (:func:`~abrflow.evaluation.baselines.pick_wave_v`) and compared per class with the picker on the
+  (:func:`~abrflow.clinical.picker.pick_wave_v`) and compared per class with the picker on the
   real twins and with the clinician's marks on them (the conditioning physiology).
 - Diversity: mean pairwise RMS distance (µV) within the generated set and within the real twins;
   a ratio well below 1 is mode collapse, well above 1 is noise.
@@ -33,9 +33,9 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from ..clinical.picker import pick_wave_v
 from ..data.records import ABRRecords
-from . import metrics
-from .baselines import pick_wave_v
+from . import metrics, stratify
 
 NAN = float("nan")
 #: Components of the fixed PCA encoder of the Fréchet distance.
@@ -322,7 +322,7 @@ def evaluate_generation(inference, records: ABRRecords, n_samples: int, *, encod
         "wave_v": wave_v_comparison(twins, generated),
         "by_class": by_class,
         "signal": metrics.signal_metrics(generated, real, fs),
-        "by_age": metrics.by_age_stratum(twins.age_years, _per_row, signal_pred=generated, signal_true=real,
+        "by_age": stratify.by_age_stratum(twins.age_years, _per_row, signal_pred=generated, signal_true=real,
                                          sampling_rate_hz=fs),
     }
     out["seconds"] = round(time.perf_counter() - start, 2)

@@ -1,0 +1,245 @@
+"""Scoring a model and the classical baselines on the same recordings, with patient-bootstrap intervals.
+
+- :func:`score_model`: the heads on every recording → the peaks, classification and clinical groups
+  (the per-recording threshold head and the per-ear threshold by the per-ear rule,
+  :func:`abrflow.clinical.ear_rule.ear_thresholds`, the same rule ``abrflow threshold`` applies);
+- :func:`baseline_predictions`, :func:`baseline_by_age`: the classical methods' per-row outputs;
+- :func:`headline`: metric → method → value with its 95 % patient-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ..clinical.classical import read_classical
+from ..clinical.ear_rule import ear_thresholds
+from ..clinical.levels import model_view
+from ..clinical.picker import V_PRESENT_CRITERION
+from ..clinical.thresholds import aligned_thresholds, true_series_thresholds
+from ..data.records import ABRRecords
+from . import metrics, stratify
+from .baselines import HandFeatureClassifier, majority_baseline
+
+NAN = float("nan")
+
+
+# ---------------------------------------------------------------------------- small scorers (bootstrap)
+def _f1(pred: np.ndarray, y: np.ndarray) -> float:
+    tp, fp, fn = np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & y)
+    return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else NAN
+
+
+def _kappa_normal_vs_loss(pred_class: np.ndarray, true_class: np.ndarray) -> float:
+    """Cohen's κ of the normal / hearing-loss call (NaN when both raters use a single category)."""
+    known = true_class >= 0
+    a, b = pred_class[known] != 0, true_class[known] != 0
+    n = a.size
+    if n == 0:
+        return NAN
+    po = np.mean(a == b)
+    pe = np.mean(a) * np.mean(b) + np.mean(~a) * np.mean(~b)
+    return float((po - pe) / (1 - pe)) if pe < 1 else NAN
+
+
+def _v_f1(score, y, criterion):
+    return _f1(score >= criterion, y)
+
+
+def _latency_mae(pred, true):
+    ok = np.isfinite(pred) & np.isfinite(true)
+    return float(np.mean(np.abs(pred[ok] - true[ok]))) if ok.any() else NAN
+
+
+def _thr_mae(est, true):
+    ok = np.isfinite(est) & np.isfinite(true)
+    return float(np.mean(np.abs(est[ok] - true[ok]))) if ok.any() else NAN
+
+
+def _thr_within_10(est, true):
+    """Share of comparable ears within ±10 dB, "no response" agreement counted, a mismatch failing."""
+    known = ~np.isnan(est) & ~np.isnan(true)
+    e, t = est[known], true[known]
+    if not e.size:
+        return NAN
+    finite = np.isfinite(e) & np.isfinite(t)
+    close = np.zeros(e.size, bool)
+    close[finite] = np.abs(e[finite] - t[finite]) <= 10.0 + 1e-9
+    return float(np.mean(close | (np.isinf(e) & np.isinf(t))))
+
+
+#: Headline metrics: key → (label, higher is better, formatter digits).
+HEADLINE = {
+    "v_f1": ("wave V presence F1", True, 3),
+    "v_latency_mae_ms": ("wave V latency MAE (ms, marked waves)", False, 3),
+    "macro_f1": ("hearing-loss macro-F1", True, 3),
+    "balanced_accuracy": ("hearing-loss balanced accuracy", True, 3),
+    "ear_threshold_mae_db": ("per-ear threshold MAE (dB, both finite)", False, 1),
+    "ear_threshold_within_10db": ("per-ear threshold within ±10 dB (all ears)", True, 3),
+    "normal_vs_loss_kappa": ("normal vs hearing loss, Cohen's kappa", True, 3),
+}
+
+
+# ---------------------------------------------------------------------------- model scoring
+def series_arrays(records: ABRRecords, estimated: Mapping) -> dict[str, np.ndarray]:
+    """Per-ear (estimated, recorded, attainable, patient, age) aligned on the series keys."""
+    truth = true_series_thresholds(records)
+    attainable = true_series_thresholds(records, attainable=True)
+    est, true, keys = aligned_thresholds(estimated, truth)
+    first = {}
+    for i, key in enumerate(records.series_key):
+        first.setdefault(str(key), i)
+    rows = np.array([first[k] for k in keys], dtype=int)
+    return {"est": est, "true": true, "attainable": np.array([attainable[k] for k in keys], np.float64),
+            "patient": records.patient_id[rows], "age": records.age_years[rows].astype(np.float64)}
+
+
+def _interval_coverage(pred: Mapping[str, np.ndarray], records: ABRRecords) -> dict:
+    """Empirical coverage of the calibrated intervals on these rows (nominal level alongside)."""
+    out = {}
+    for name, truth, mask in (("v_latency_ms", records.v_latency_ms, records.v_present),
+                              ("v_amplitude_uv", records.v_amplitude_uv, records.v_present),
+                              ("threshold_db", records.threshold_db, np.isfinite(records.threshold_db))):
+        y = np.where(mask, truth, np.nan).astype(np.float64)
+        ok = np.isfinite(y)
+        inside = (y[ok] >= pred[f"{name}_lo"][ok]) & (y[ok] <= pred[f"{name}_hi"][ok])
+        out[name] = {"n": int(ok.sum()), "coverage": float(inside.mean()) if ok.any() else NAN}
+    known = records.hearing_loss >= 0
+    sets = pred["hearing_loss_set"][known]
+    y = records.hearing_loss[known].astype(int)
+    out["hearing_loss_set"] = {"n": int(known.sum()),
+                               "coverage": float(sets[np.arange(len(y)), y].mean()) if known.any() else NAN,
+                               "mean_set_size": float(sets.sum(axis=1).mean()) if known.any() else NAN}
+    return out
+
+
+def score_model(inference, records: ABRRecords) -> tuple[dict, dict]:
+    """Heads on every recording → the peaks, classification and clinical groups, and the arrays
+    (predictions, per-ear thresholds) the headline and the figures need.
+
+    The model reads :func:`~abrflow.clinical.levels.model_view` of the records (levels not in dB nHL
+    unknown to it), and the per-ear thresholds come from the per-ear rule, replication gate included
+    where the records carry half-averages: the numbers ``abrflow threshold`` gives for the same ears."""
+    calibrated = inference.calibrated
+    pred = inference.analyse_records(model_view(records), return_confidence=calibrated)
+    names = list(inference.class_names)
+    y = records.hearing_loss.astype(int)
+    age = records.age_years.astype(np.float64)
+    peak_args = dict(v_present_prob=pred["v_present_prob"], v_present_true=records.v_present,
+                     lat_pred_ms=pred["v_latency_ms"], lat_true_ms=records.v_latency_ms.astype(np.float64),
+                     amp_pred_uv=pred["v_amplitude_uv"], amp_true_uv=records.v_amplitude_uv.astype(np.float64))
+    class_args = dict(probs=pred["hearing_loss_prob"], y_true=y, class_names=names)
+    head_thr = np.where(pred["threshold_no_response_prob"] >= 0.5, np.inf, pred["threshold_db"])
+    rec_args = dict(pred_thr=head_thr, true_thr=records.threshold_db.astype(np.float64),
+                    pred_class=pred["hearing_loss"], true_class=y)
+    estimates = ear_thresholds(records, pred)
+    ears = series_arrays(records, estimates)
+    methods, counts = np.unique([e["method"] for e in estimates.values()], return_counts=True)
+    coverage = _interval_coverage(pred, records) if calibrated else {
+        "reason": "the checkpoint carries no calibration: no intervals"}
+    groups = {
+        "peaks": {**metrics.peak_metrics(**peak_args), "interval_coverage": coverage,
+                  "by_age": stratify.by_age_stratum(age, metrics.peak_metrics, **peak_args)},
+        "classification": {**metrics.classification_metrics(**class_args),
+                           "by_age": stratify.by_age_stratum(age, metrics.classification_metrics, **class_args)},
+        "clinical": {
+            "per_recording_head": {**metrics.clinical_metrics(**rec_args),
+                                   "no_response_rule": "no-response probability ≥ 0.5 → +inf",
+                                   "by_age": stratify.by_age_stratum(age, metrics.clinical_metrics, **rec_args)},
+            "per_ear_series": {
+                "method": "logistic fit of the model's wave-V presence probability across the ear's levels "
+                          "(abrflow.clinical.ear_rule: a level whose half-averages do not replicate holds "
+                          "no response, where the records carry them)",
+                "n_ears": len(ears["est"]),
+                "estimate_methods": {str(m): int(c) for m, c in zip(methods, counts)},
+                "recorded": metrics.clinical_metrics(ears["est"], ears["true"]),
+                "attainable": metrics.threshold_metrics(ears["est"], ears["attainable"]),
+                "by_age": stratify.by_age_stratum(ears["age"], metrics.clinical_metrics, pred_thr=ears["est"],
+                                                 true_thr=ears["true"]),
+            },
+        },
+    }
+    return groups, {"pred": pred, "ears": ears}
+
+
+# ---------------------------------------------------------------------------- baselines' predictions
+def baseline_predictions(train: ABRRecords | None, records: ABRRecords) -> dict:
+    """The baselines' per-row outputs (run_baselines returns only scores; the headline needs rows),
+    with the classical reading and the fitted classifier for ``run_baselines`` to reuse."""
+    reading = read_classical(records)
+    out = {
+        "picked": reading.picked,
+        "ear_thresholds": {
+            "cross-covariance": reading.crosscov_db,
+            "lowest peak (picker)": reading.lowest_peak_db,
+            "protocol floor (lowest level tested)": reading.lowest_tested_db,
+        },
+        "class_probs": {},
+        "reading": reading,
+        "classifier": None,
+    }
+    if train is not None:
+        clf = out["classifier"] = HandFeatureClassifier().fit(train)
+        out["class_probs"]["hand features (gradient boosting)"] = clf.predict_proba(records,
+                                                                                   features=reading.features(records))
+        out["class_probs"]["majority (training priors)"] = majority_baseline(train.hearing_loss)(len(records))
+    return out
+
+
+def baseline_by_age(records: ABRRecords, base: dict) -> dict:
+    """The wave V picker and the per-ear thresholds of the baselines by age stratum (run_baselines
+    strata cover the classifiers only)."""
+    age = records.age_years.astype(np.float64)
+    picked = base["picked"]
+    out = {"peak_picker": stratify.by_age_stratum(
+        age, metrics.peak_metrics, v_present_prob=picked["v_present_score"], v_present_true=records.v_present,
+        lat_pred_ms=picked["v_latency_ms"], lat_true_ms=records.v_latency_ms.astype(np.float64),
+        amp_pred_uv=picked["v_amplitude_uv"], amp_true_uv=records.v_amplitude_uv.astype(np.float64),
+        threshold=V_PRESENT_CRITERION)}
+    for name, estimated in base["ear_thresholds"].items():
+        e = series_arrays(records, estimated)
+        out[f"ear_threshold {name}"] = stratify.by_age_stratum(e["age"], metrics.clinical_metrics, pred_thr=e["est"],
+                                                              true_thr=e["true"])
+    return out
+
+
+# ---------------------------------------------------------------------------- headline with intervals
+def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: int) -> dict:
+    """metric → method → {value, lo, hi, …}: patient-bootstrap intervals (stratify.bootstrap_ci)."""
+    groups = records.patient_id
+    y = records.hearing_loss.astype(int)
+    v_true = records.v_present.astype(bool)
+    lat_true = records.v_latency_ms.astype(np.float64)
+    pred, ears = model["pred"], model["ears"]
+
+    def ci(fn: Callable[..., float], group_ids: np.ndarray, **arrays) -> dict:
+        return stratify.bootstrap_ci(fn, group_ids, n_boot=n_boot, seed=seed, **arrays)
+
+    picked = base["picked"]
+    out: dict = {
+        "v_f1": {
+            "model": ci(_v_f1, groups, score=pred["v_present_prob"], y=v_true, criterion=0.5),
+            "peak picker": ci(_v_f1, groups, score=picked["v_present_score"], y=v_true,
+                              criterion=V_PRESENT_CRITERION)},
+        "v_latency_mae_ms": {
+            "model": ci(_latency_mae, groups, pred=pred["v_latency_ms"], true=lat_true),
+            "peak picker": ci(_latency_mae, groups, pred=picked["v_latency_ms"], true=lat_true)},
+        "macro_f1": {"model": ci(metrics.macro_f1, groups, probs=pred["hearing_loss_prob"], y_true=y)},
+        "balanced_accuracy": {"model": ci(metrics.balanced_accuracy, groups, probs=pred["hearing_loss_prob"], y_true=y)},
+        "normal_vs_loss_kappa": {"model": ci(_kappa_normal_vs_loss, groups, pred_class=pred["hearing_loss"],
+                                             true_class=y)},
+        "ear_threshold_mae_db": {"model": ci(_thr_mae, ears["patient"], est=ears["est"], true=ears["true"])},
+        "ear_threshold_within_10db": {"model": ci(_thr_within_10, ears["patient"], est=ears["est"],
+                                                  true=ears["true"])},
+    }
+    for name, probs in base["class_probs"].items():
+        out["macro_f1"][name] = ci(metrics.macro_f1, groups, probs=probs, y_true=y)
+        out["balanced_accuracy"][name] = ci(metrics.balanced_accuracy, groups, probs=probs, y_true=y)
+        out["normal_vs_loss_kappa"][name] = ci(_kappa_normal_vs_loss, groups, pred_class=probs.argmax(axis=1),
+                                               true_class=y)
+    for name, estimated in base["ear_thresholds"].items():
+        e = series_arrays(records, estimated)
+        out["ear_threshold_mae_db"][name] = ci(_thr_mae, e["patient"], est=e["est"], true=e["true"])
+        out["ear_threshold_within_10db"][name] = ci(_thr_within_10, e["patient"], est=e["est"], true=e["true"])
+    return out
