@@ -23,6 +23,22 @@ def test_config_error_exit_2_one_line(capsys):
     assert err.count("\n") == 0 and "did you mean training.epochs?" in err
 
 
+def test_help_says_what_the_tool_does_and_lists_every_command():
+    """`abrflow --help` opens with what abrflow does for its user, not with a note for developers; it
+    runs without importing torch (the CLI loads a command's machinery only when the command runs)."""
+    proc = subprocess.run([sys.executable, "-c", "import sys; from abrflow.cli import main\n"
+                           "try:\n    main(['--help'])\nexcept SystemExit as e:\n    code = e.code\n"
+                           "print('TORCH', 'torch' in sys.modules); sys.exit(code)"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    description = proc.stdout.split("\n\n")[1]
+    assert "Auditory Brainstem Response" in description and "hearing threshold" in description
+    assert "parses arguments" not in proc.stdout
+    for command in ("config", "simulate", "train", "evaluate", "infer", "export", "threshold"):
+        assert command in proc.stdout.split("\n\n")[0]
+    assert "TORCH False" in proc.stdout
+
+
 def test_bad_argument_exit_2():
     proc = subprocess.run([sys.executable, "-m", "abrflow.cli", "simulate", "--patients", "many"],
                           capture_output=True, text=True)

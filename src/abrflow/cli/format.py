@@ -1,0 +1,120 @@
+"""What the CLI prints for people: a cohort summary, one prediction, a batch, per-ear thresholds.
+
+Numbers go through the one formatter (:func:`abrflow.text.number`): unknown values read "unknown"
+(or "n/a"), a threshold that was never reached reads "none"/"no response", never ``nan``/``inf``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..text import number
+
+
+def _num(value, fmt: str = ".1f", unit: str = "") -> str:
+    """A prediction's number: "unknown" when not known, "none" for no response."""
+    return number(value, fmt, none="unknown", inf="none", neg_inf="-inf", unit=unit)
+
+
+def _series_num(value, fmt: str = ".1f") -> str:
+    """A series report's number: "n/a" where a method is not available, "–" undefined, "no response"."""
+    return number(value, fmt, none="n/a", nan="–", inf="no response", neg_inf="no response")
+
+
+def format_summary(summary: dict) -> str:
+    """A cohort summary as a clinician reads it."""
+    lines = [
+        f"recordings:       {summary['recordings']:,}",
+        f"patients:         {summary['patients']:,}  (series: {summary['series']:,})",
+        "class shares:     " + ", ".join(f"{k} {v:.1%}" for k, v in summary["class_shares"].items()),
+        f"wave V marked:    {summary['v_marked_share']:.1%}",
+        f"median age:       {summary['median_age_years']:.2f} years",
+    ]
+    if summary["v_latency_ms_range"]:
+        lo, hi = summary["v_latency_ms_range"]
+        lines.append(f"V latency range:  {lo:.2f}–{hi:.2f} ms")
+    lines.append(f"time base:        {summary['samples']} samples at {summary['sampling_rate_hz']:g} Hz "
+                 f"({summary['signal_unit']})")
+    return "\n".join(lines)
+
+
+def _interval(d: dict, lo: str, hi: str, fmt: str) -> str:
+    return f" [{_num(d[lo], fmt)}, {_num(d[hi], fmt)}]" if lo in d else ""
+
+
+def format_prediction(result: dict) -> str:
+    """One predict_single-structured result as a clinician reads it."""
+    c, thr, v, w = result["classification"], result["threshold"], result["peaks"]["V"], result["waveform"]
+    inputs = ", ".join(f"{k} {_num(val, 'g')}" for k, val in result["inputs"].items())
+    level = f"{result['confidence']['level']:.0%} " if "confidence" in result else ""
+    lines = [f"inputs:            {inputs}"]
+    cls = f"hearing loss:      {c['predicted_category']} (p = {c['probabilities'][c['predicted_category']]:.2f})"
+    if "prediction_set" in c:
+        cls += f"; {level}set {{{', '.join(c['prediction_set'])}}}"
+    lines.append(cls)
+    lines.append(f"threshold:         {_num(thr['value'])} dB nHL{_interval(thr, 'lo', 'hi', '.1f')}; "
+                 f"no response p = {thr['no_response_probability']:.2f}")
+    lines.append(f"wave V:            present p = {v['present_probability']:.2f}; latency "
+                 f"{_num(v['latency_ms'], '.2f')} ms{_interval(v, 'latency_ms_lo', 'latency_ms_hi', '.2f')}; "
+                 f"amplitude {_num(v['amplitude_uv'], '.3f')} µV{_interval(v, 'amplitude_uv_lo', 'amplitude_uv_hi', '.3f')}")
+    if w["source"] == "generated":
+        lines.append(f"waveform:          generated ({w['sampler']}, {w['steps']} steps, seed {w['seed']}), "
+                     f"analysed by the heads")
+    else:
+        lines.append("waveform:          measured")
+    if level:
+        lines.append(f"intervals:         {level}split-conformal (calibrated on the validation split)")
+    return "\n".join(lines)
+
+
+def format_batch(rows: list[dict], limit: int = 20) -> str:
+    """Many results as a table (the first ``limit`` rows) and the predicted class counts."""
+    lines = [f"{'row':>4}  {'id':12} {'category':14} {'p':>5} {'threshold dB':>12} {'V p':>5} {'V lat ms':>8}"]
+    for i, r in enumerate(rows[:limit]):
+        ident = r.get("id") or (f"{r['patient_id']}/{r['ear']}" if "patient_id" in r else "")
+        c = r["classification"]
+        lines.append(f"{i:>4}  {ident[:12]:12} {c['predicted_category']:14} "
+                     f"{c['probabilities'][c['predicted_category']]:5.2f} {_num(r['threshold']['value']):>12} "
+                     f"{r['peaks']['V']['present_probability']:5.2f} {_num(r['peaks']['V']['latency_ms'], '.2f'):>8}")
+    if len(rows) > limit:
+        lines.append(f"… {len(rows) - limit} more rows in the output file")
+    counts = Counter(r["classification"]["predicted_category"] for r in rows)
+    lines.append("predicted:         " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
+    return "\n".join(lines)
+
+
+def format_series(results: dict) -> str:
+    """Per subject/ear: the model's threshold with interval, the baselines, then the latency–intensity function."""
+    from ..inference.series import BASELINES
+
+    lines = []
+    for r in results.values():
+        unit = r.get("level_unit", "dB nHL")
+        ear = f"{r['patient_id']} ear {r['ear']}" + (f" session {r['session_id']}" if r["session_id"] else "")
+        if r["method"] == "no_response":
+            thr = f"no response up to {_series_num(r['no_response_up_to_db'], 'g')} {unit}"
+        elif r["method"] == "all_respond":
+            thr = f"≤ {_series_num(r['threshold_db'], 'g')} {unit} (responds at every tested level)"
+        elif r["method"] == "no_data":
+            thr = "no usable level"
+        else:
+            thr = f"{_series_num(r['threshold_db'])} {unit} [{_series_num(r['lo_db'])}, {_series_num(r['hi_db'])}]"
+        lines.append(f"{ear}: model threshold {thr} ({r['method']}, {r['n_levels']} levels)")
+        if "baselines" in r:
+            b = r["baselines"]
+            lines.append("  classical:       " + "; ".join(
+                f"{name.replace('_db', '').replace('_', ' ')} {_series_num(b[name])}" for name in BASELINES
+                if b.get(name) is not None)
+                + (f" (halves replicate at r ≥ {b['replication_min_r']:.2f})" if b.get("replication_min_r") else ""))
+        li = r["latency_intensity"]
+        points = []
+        for j, lv in enumerate(li["intensity_db"]):
+            model = _series_num(li["v_latency_ms"][j], ".2f")
+            point = f"{lv:g}: {model}"
+            if "picker_v_latency_ms" in li:
+                point += f"/{_series_num(li['picker_v_latency_ms'][j], '.2f')}"
+            points.append(point)
+        slope = li["slope_ms_per_db"]
+        lines.append(f"  wave V ms ({unit}: model/picker): " + " | ".join(points)
+                     + (f"   model slope {slope:+.3f} ms/dB" if slope == slope else ""))
+    return "\n".join(lines)
