@@ -33,7 +33,7 @@ demo: venv
 	$(BIN)/python run_training_demo.py
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks experiments
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

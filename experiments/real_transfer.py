@@ -1,6 +1,6 @@
 """Transfer to real people: a checkpoint trained on the synthetic cohort only, read on shared/real.
 
-    python benchmarks/real_transfer.py [--checkpoint PATH]   # → results/real_transfer.json
+    python experiments/real_transfer.py --checkpoint PATH [PATH …]   # → experiments/results/real_transfer.json
 
 No real recording is used in training or tuning. Measured (issue "Real recordings"):
 - SmartEP, 3 adults (click, 0–60 dB nHL): each method's threshold vs the median of 5 expert raters
@@ -24,23 +24,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _checkpoint import benchmark_models
+from _provenance import checkpoint_provenance
 
+from abrflow.clinical.levels import model_view
+from abrflow.clinical.norms import normative_v_latency_ms
+from abrflow.clinical.replication import MODEL_GATE_MIN_R, REPLICATION_MIN_R, replicates
+from abrflow.clinical.thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
 from abrflow.data.readers import load_records
 from abrflow.data.records import ABRRecords
-from abrflow.evaluation.baselines import normative_v_latency_ms
-from abrflow.evaluation.replication import (
-    MODEL_GATE_MIN_R,
-    REPLICATION_MIN_R,
-    replicates,
-)
-from abrflow.evaluation.thresholds import (
-    MODEL_DETECTION_CRITERION,
-    MODEL_RESPONSE_CRITERION,
-    series_thresholds,
-)
 from abrflow.inference.ensemble import load_model
-from abrflow.inference.predictor import _model_view
 from abrflow.inference.series import series_report
 from abrflow.io import atomic_write_text
 
@@ -79,7 +71,7 @@ def _finite(x: float) -> float | str | None:
 def _thresholds(inference, records: ABRRecords) -> tuple[dict[str, dict], np.ndarray]:
     """Every variant's threshold per series key, and the model's wave-V probability per recording."""
     report = series_report(inference, records)
-    prob = inference.analyse_records(_model_view(records), return_confidence=False)["v_present_prob"]
+    prob = inference.analyse_records(model_view(records), return_confidence=False)["v_present_prob"]
     rule = {"criterion": MODEL_RESPONSE_CRITERION, "detection": MODEL_DETECTION_CRITERION}
     ungated = series_thresholds(records, prob, **rule)
     strict = series_thresholds(records, np.where(replicates(records, REPLICATION_MIN_R), prob, 0.0), **rule)
@@ -171,20 +163,17 @@ def earndb(inference) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", nargs="+", metavar="PATH",
-                   help="a checkpoint trained on the synthetic cohort (default: the benchmark one); several are "
-                        "read as one ensemble (abrflow.inference.ensemble)")
-    p.add_argument("--output", help="default: results/real_transfer.json for a given checkpoint; "
-                   "results/real_transfer_bench_checkpoint.json for make bench's own short-trained one")
+    p.add_argument("--checkpoint", nargs="+", metavar="PATH", required=True,
+                   help="a checkpoint trained on the synthetic cohort only (transfer_recipe.py trains the recipe's); "
+                        "several are read as one ensemble (abrflow.inference.ensemble)")
+    p.add_argument("--output", default=str(RESULTS / "real_transfer.json"),
+                   help="default: experiments/results/real_transfer.json")
     args = p.parse_args(argv)
     if not REAL.is_dir():
         print(f"{REAL}: the real recordings are not here; nothing to measure", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    paths, provenance = benchmark_models(args.checkpoint)
-    if args.output is None:
-        args.output = str(RESULTS / ("real_transfer.json" if provenance["source"] == "given"
-                                     else "real_transfer_bench_checkpoint.json"))
+    paths, provenance = checkpoint_provenance(args.checkpoint)
     inference = load_model(paths, device="cpu")
     result = {"benchmark": "real_transfer", "checkpoint": provenance,
               "trained_on": str(inference.cfg.data.source), "variants": VARIANTS,

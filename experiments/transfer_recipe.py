@@ -1,12 +1,12 @@
 """Train the transfer recipe's members and read them on the real recordings: the README's table in one command.
 
-    python benchmarks/transfer_recipe.py [--seeds 42 1 2] [--root DIR]   # about 4 min a seed on 2 cores
+    python experiments/transfer_recipe.py [--seeds 42 1 2] [--root DIR]   # about 4 min a seed on 2 cores
 
 Each member is ``train.py`` with the recipe's flags (``RECIPE``, the default config otherwise) and
 its own ``project.seed``. Then ``series_rule_synthetic.py`` re-fixes the split-half gate for the
 ensemble of all members on the synthetic tuning cohort, and ``real_transfer.py`` reads the real
 files once with all of them (``results/series_rule_synthetic_ensemble.json``,
-``results/real_transfer_ensemble.json``). A member already trained under ``--root`` is reused. If
+``experiments/results/real_transfer_ensemble.json``). A member already trained under ``--root`` is reused. If
 the gate the rule chooses is not the one the code ships (``MODEL_GATE_MIN_R``), the script says so
 and exits 1: the real files were then read with a rule not fixed for these members.
 """
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from abrflow.evaluation.replication import MODEL_GATE_MIN_R
+from abrflow.clinical.replication import MODEL_GATE_MIN_R
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = json.loads(rule.read_text(encoding="utf-8"))["chosen_replication_min_r"]
     if chosen != MODEL_GATE_MIN_R:
         print(f"the rule chose the gate r ≥ {chosen} for these members, but the code ships r ≥ {MODEL_GATE_MIN_R} "
-              "(evaluation/replication.py): the real files were read with a rule not fixed for them", file=sys.stderr)
+              "(clinical/replication.py): the real files were read with a rule not fixed for them", file=sys.stderr)
         return 1
     return 0
 

@@ -1,6 +1,6 @@
 """Fix the replication gate of the model's series threshold on the synthetic cohort, never on real data.
 
-    python benchmarks/series_rule_synthetic.py --checkpoint PATH   # → results/series_rule_synthetic.json
+    python experiments/series_rule_synthetic.py --checkpoint PATH [PATH …]   # → experiments/results/series_rule_synthetic.json
 
 A level counts towards the model's threshold only where the pooled half-averages replicate
 (split-half r ≥ a criterion). Real exports carry halves; since the simulator can now write them too
@@ -18,18 +18,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _checkpoint import benchmark_models
+from _provenance import checkpoint_provenance
 
-from abrflow.data.synthetic import simulate_cohort, simulator_options
-from abrflow.evaluation import replication
-from abrflow.evaluation.metrics import threshold_metrics
-from abrflow.evaluation.thresholds import (
+from abrflow.clinical import replication
+from abrflow.clinical.thresholds import (
     MODEL_DETECTION_CRITERION,
     MODEL_RESPONSE_CRITERION,
     aligned_thresholds,
     series_thresholds,
     true_series_thresholds,
 )
+from abrflow.data.synthetic import simulate_cohort, simulator_options
+from abrflow.evaluation.metrics import threshold_metrics
 from abrflow.inference.ensemble import load_model
 from abrflow.io import atomic_write_text
 
@@ -48,15 +48,12 @@ def false_alarm_rate(r_min: float, null_rs: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", nargs="+", metavar="PATH",
-                        help="checkpoint (default: the benchmark checkpoint); several are read as one ensemble")
-    parser.add_argument("--out", help="default: results/series_rule_synthetic.json for a given checkpoint; "
-                        "results/series_rule_synthetic_bench_checkpoint.json for make bench's own one")
+    parser.add_argument("--checkpoint", nargs="+", metavar="PATH", required=True,
+                        help="checkpoint trained on the synthetic cohort; several are read as one ensemble")
+    parser.add_argument("--out", default=str(RESULTS / "series_rule_synthetic.json"),
+                        help="default: experiments/results/series_rule_synthetic.json")
     args = parser.parse_args(argv)
-    paths, provenance = benchmark_models(args.checkpoint)
-    if args.out is None:
-        args.out = str(RESULTS / ("series_rule_synthetic.json" if provenance["source"] == "given"
-                                  else "series_rule_synthetic_bench_checkpoint.json"))
+    paths, provenance = checkpoint_provenance(args.checkpoint)
     inference = load_model(paths, device="cpu")
     records = simulate_cohort(**TUNING, half_averages=True, **simulator_options(inference.cfg.data))
     prob = inference.analyse_records(records, return_confidence=False)["v_present_prob"]
