@@ -1,7 +1,9 @@
-"""Shared fixtures: small hand-made records (no simulator needed) and paths to the real data."""
+"""Shared fixtures: small hand-made records (no simulator needed), a tiny network, torch on one
+thread, and paths to the real data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -88,3 +90,38 @@ def make_records(n_patients: int = 30, per_patient: int = 4, seed: int = 0, leng
 @pytest.fixture
 def records() -> ABRRecords:
     return make_records()
+
+
+#: Overrides that make the default network tiny (seconds to build and run on a CPU).
+SMALL_MODEL = ("model.architecture.base_channels=8", "model.architecture.time_embed_dim=32",
+               "model.architecture.encoder.d_state=8", "model.architecture.decoder.n_heads=2")
+
+
+def small_model(*overrides: str, length: int = 64, seed: int = 0):
+    """The default architecture at a tiny width for a ``length``-sample window, seeded."""
+    from abrflow.config import load_config
+    from abrflow.models.unet import build_model
+
+    cfg = load_config(overrides=[*SMALL_MODEL, f"data.signal_length={length}", *overrides], environ={})
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch on ``n`` threads inside the block: on a shared 2-core machine, OpenMP threads that
+    busy-wait for a core another process holds make tiny-model steps 20–100× slower; for these
+    sizes one thread is as fast on an idle machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    with torch_threads(1):
+        yield

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from abrflow.data.records import ABRRecords
 
-from .conftest import REPO
+from .conftest import REPO, torch_threads
 
 TINY = REPO / "tests" / "data" / "tiny.yaml"
 #: Enough patients that val and test hold ~2,000 recordings each from ~90 patients (coverage test),
@@ -43,13 +42,9 @@ _CACHE: dict[str, object] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Torch on one thread in the importing module: on a shared 2-core machine, OpenMP threads that
-    busy-wait for a core another process holds make tiny-model steps 20–100× slower; on an idle
-    machine one thread is as fast for these batch sizes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Torch on one thread in every module that imports the trained checkpoint (conftest.torch_threads)."""
+    with torch_threads(1):
+        yield
 
 
 def _train(root: Path) -> Trained:
@@ -58,12 +53,8 @@ def _train(root: Path) -> Trained:
 
     cfg = load_config(TINY, [*OVERRIDES, f"project.output_root={root}"])
     trainer = ABRTrainer(cfg, experiment="inference")
-    threads = torch.get_num_threads()  # one thread, see one_thread
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # see conftest.torch_threads
         result = trainer.train()
-    finally:
-        torch.set_num_threads(threads)
     dm = trainer.datamodule
     return Trained(best=Path(result["best_model"]), latest=Path(result["latest_model"]), root=root,
                    val=dm.split_records("val"), test=dm.split_records("test"))

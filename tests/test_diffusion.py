@@ -13,17 +13,9 @@ from abrflow.config import load_config
 from abrflow.diffusion import SAMPLERS, ABRDiffusion
 from abrflow.models.unet import ModelOutput, build_model
 
-SMALL = ["model.architecture.base_channels=8", "model.architecture.time_embed_dim=32",
-         "model.architecture.encoder.d_state=8", "model.architecture.decoder.n_heads=2"]
+from .conftest import small_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread barriers cost more than they save, and stall when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: thread barriers cost more than they save
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +25,7 @@ def diffusion() -> ABRDiffusion:
 
 @pytest.fixture(scope="module")
 def untrained():
-    cfg = load_config(overrides=[*SMALL, "data.signal_length=64"], environ={})
-    torch.manual_seed(0)
-    return build_model(cfg)
+    return small_model(length=64, seed=0)
 
 
 class Oracle(nn.Module):

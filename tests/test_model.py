@@ -14,30 +14,16 @@ from abrflow.config import load_config
 from abrflow.models.heads import HeadOutput
 from abrflow.models.unet import HierarchicalUNet, ModelOutput, build_model
 
-SMALL = ["model.architecture.base_channels=8", "model.architecture.time_embed_dim=32",
-         "model.architecture.encoder.d_state=8", "model.architecture.decoder.n_heads=2"]
+from .conftest import small_model
+
 HEAD_SHAPES = {"hearing_loss_logits": (5,)}
-
-
-def small_model(*overrides: str, length: int = 64, seed: int = 0) -> HierarchicalUNet:
-    cfg = load_config(overrides=[*SMALL, f"data.signal_length={length}", *overrides], environ={})
-    torch.manual_seed(seed)
-    return build_model(cfg)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: thread barriers cost more than they save
 
 
 def inputs(batch: int = 4, length: int = 64, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, 1, length, generator=g), torch.randint(0, 1000, (batch,), generator=g),
             torch.randn(batch, 4, generator=g))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread barriers cost more than they save, and stall when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

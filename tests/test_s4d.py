@@ -9,14 +9,7 @@ import torch
 
 from abrflow.models.s4d import S4D, S4DKernel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: thread barriers cost more than they save, and stall when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: thread barriers cost more than they save
 
 
 def _recurrence(layer: S4D, u: torch.Tensor) -> torch.Tensor:
