@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+import onnxruntime as ort  # a test dependency ([dev]): missing, the export tests fail, not skip
 import pytest
 import scipy.special
 
@@ -23,8 +24,6 @@ from abrflow.inference.predictor import ABRInference
 from abrflow.models.s4d import S4D
 
 from .fixtures_checkpoint import exported, one_thread, trained  # noqa: F401  (fixtures)
-
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +116,7 @@ def test_export_leaves_the_models_code_paths_untouched(inference):
 
 
 def test_export_without_onnxruntime_is_a_clear_error(inference, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError in here
     with pytest.raises(AbrflowError, match=r"pip install 'abrflow\[onnx\]'"):
         export_onnx(inference, tmp_path)
 
