@@ -2,8 +2,9 @@
 
 - A writer killed mid-write leaves the previous complete file (``abrflow.io.atomic_open``), for
   checkpoints too (``AtomicCheckpointIO``).
-- ``train.py`` is SIGKILLed several times at seeded random points (one of them while a checkpoint
-  is being written), each time resumed with ``--resume latest_model.pt``: every checkpoint on disk
+- ``train.py`` is SIGKILLed from inside the checkpoint writer, half way through writing
+  ``latest_model.pt`` at the end of epoch 2 (forced, not caught by polling), then at a seeded random
+  point after resuming; each time resumed with ``--resume latest_model.pt``: every checkpoint on disk
   loads after every kill, and the finished run has the epoch/step count of an uninterrupted one.
 - ``--resume`` refuses a checkpoint that needs code execution to load; nothing in it runs.
 - No module writes a file any other way (a source audit, so a new writer cannot slip past).
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from abrflow.checkpoint import read_checkpoint
 from abrflow.cli import main
 from abrflow.errors import CheckpointError
 from abrflow.inference.checkpoint import load_checkpoint
@@ -102,21 +104,75 @@ def _snapshot(folder: Path) -> set:
         return set()
 
 
-def _run_and_kill(argv: list[str], env: dict, folder: Path, rng: random.Random, mid_save: bool) -> tuple[int, str]:
-    """Start train.py; SIGKILL it while a checkpoint is being written (``mid_save``) or a random moment after
-    its k-th checkpoint write. Returns (exit status, what happened)."""
+#: ``python kill_mid_write.py NAME K AT_BYTE MARKER -- train.py ARGS…``: train.py, except that the K-th
+#: checkpoint write to a file named NAME SIGKILLs the process from inside the writer once AT_BYTE bytes
+#: of it are in the temporary file (flushed), after recording that in MARKER. Only the file object
+#: that ``abrflow.io.atomic_open`` yields to ``save_checkpoint`` is wrapped: the temporary file, the
+#: rename and everything else are the real ones.
+KILL_MID_WRITE = """
+import contextlib, json, os, runpy, signal, sys
+from pathlib import Path
+
+import abrflow.checkpoint
+
+NAME, NTH, AT_BYTE, MARKER = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+real_atomic_open = abrflow.checkpoint.atomic_open
+opened = 0
+
+
+class DiesAtByte:
+    def __init__(self, fh):
+        self.fh, self.written = fh, 0
+
+    def write(self, data):
+        data = memoryview(data).cast("B")
+        if self.written + len(data) >= AT_BYTE:
+            self.fh.write(data[:AT_BYTE - self.written])
+            self.fh.flush()
+            MARKER.write_text(json.dumps({"file": NAME, "write": opened, "bytes": AT_BYTE}))
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.written += len(data)
+        return self.fh.write(data)
+
+    def __getattr__(self, attr):
+        return getattr(self.fh, attr)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb", encoding=None):
+    global opened
+    with real_atomic_open(path, mode, encoding) as fh:
+        opened += Path(path).name == NAME
+        yield DiesAtByte(fh) if Path(path).name == NAME and opened == NTH else fh
+
+
+abrflow.checkpoint.atomic_open = atomic_open
+assert sys.argv[5] == "--"
+sys.argv = sys.argv[6:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _kill_mid_write(wrapper: Path, train_argv: list[str], env: dict, name: str, nth: int, at_byte: int,
+                    marker: Path) -> tuple[int, str]:
+    """Run train.py under ``KILL_MID_WRITE``; (exit status, the end of its stderr)."""
+    argv = [sys.executable, str(wrapper), name, str(nth), str(at_byte), str(marker), "--", *train_argv]
+    proc = subprocess.run(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    return proc.returncode, proc.stderr.decode(errors="replace")[-400:]
+
+
+def _run_and_kill(argv: list[str], env: dict, folder: Path, rng: random.Random) -> tuple[int, str]:
+    """Start train.py; SIGKILL it at a seeded random moment after its k-th checkpoint write (k in 1–3).
+    Returns (exit status, what happened)."""
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     writes_before_kill = rng.randint(1, 3)
     seen, writes, start = _snapshot(folder), 0, time.monotonic()
     while proc.poll() is None and time.monotonic() - start < 300:
         now = _snapshot(folder)
-        if mid_save and any(name.endswith(".tmp") for name, *_ in now):
-            proc.send_signal(signal.SIGKILL)
-            break
         if now != seen:
             writes += len({n for n, *_ in now - seen if n.endswith(".pt")})
             seen = now
-            if not mid_save and writes >= writes_before_kill:
+            if writes >= writes_before_kill:
                 time.sleep(rng.uniform(0.0, 0.3))
                 proc.send_signal(signal.SIGKILL)
                 break
@@ -124,11 +180,11 @@ def _run_and_kill(argv: list[str], env: dict, folder: Path, rng: random.Random, 
     proc.wait(timeout=60)
     stderr = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
-    what = "mid-save" if mid_save else f"after {writes} checkpoint writes"
-    return proc.returncode, f"{what}: {stderr[-400:]}"
+    return proc.returncode, f"after {writes} checkpoint writes: {stderr[-400:]}"
 
 
-def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_path, data_file):
+def test_sigkill_mid_checkpoint_write_and_at_a_random_point_then_resume_matches_an_uninterrupted_run(
+        tmp_path, data_file):
     data = ["data.source=file", f"data.dataset_path={data_file}"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -138,24 +194,35 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
         torch.set_num_threads(threads)
     reference = json.loads((tmp_path / "outputs" / "reference" / "train_result.json").read_text())
     assert (reference["epochs_completed"], reference["global_step"]) == (EPOCHS, EPOCHS * STEPS_PER_EPOCH)
+    half = (tmp_path / "checkpoints" / "reference" / "latest_model.pt").stat().st_size // 2
 
     folder = tmp_path / "checkpoints" / "crash"
     argv = [sys.executable, str(REPO / "train.py"), *RUN, *data, "--output_root", str(tmp_path), "--experiment", "crash"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    rng = random.Random(20240611)
     latest = folder / "latest_model.pt"
-    kills = []
-    for attempt in range(3):
-        resume = ["--resume", str(latest)] if latest.exists() else []
-        code, what = _run_and_kill(argv + resume, env, folder, rng, mid_save=attempt == 1)
-        kills.append((code, what))
-        if code == 0:
-            break  # finished before the kill: nothing left to interrupt
-        assert code == -signal.SIGKILL, what
-        _checkpoints_all_load(folder)  # every checkpoint on disk loads after every kill
-    assert any(code == -signal.SIGKILL for code, _ in kills), kills
-    # The last resume runs in this process (train.py's own entry point, main(["train", …])): it
-    # spares a fourth start-up of torch and Lightning.
+
+    # 1. Killed from inside the writer with half of epoch 2's latest_model.pt in its temporary file.
+    wrapper, marker = tmp_path / "kill_mid_write.py", tmp_path / "killed_mid_write.json"
+    wrapper.write_text(KILL_MID_WRITE)
+    code, stderr = _kill_mid_write(wrapper, argv[1:], env, "latest_model.pt", 2, half, marker)
+    assert code == -signal.SIGKILL, stderr
+    assert json.loads(marker.read_text()) == {"file": "latest_model.pt", "write": 2, "bytes": half}, stderr
+    partial = list(folder.glob(".latest_model.pt.*.tmp"))  # SIGKILL: nothing removed the temporary file
+    assert len(partial) == 1 and partial[0].stat().st_size == half, partial
+    assert partial[0].read_bytes()[:4] == b"PK\x03\x04"  # the start of torch.save's zip, cut off half way
+    with pytest.raises(CheckpointError, match="corrupted"):
+        read_checkpoint(partial[0])
+    previous = torch.load(latest, weights_only=True)  # epoch 1's complete checkpoint is still the latest
+    assert (previous["epoch"], previous["global_step"]) == (0, STEPS_PER_EPOCH)
+    assert "latest_model.pt" in _checkpoints_all_load(folder)
+
+    # 2. Resumed, then killed at a seeded random point after 1–3 checkpoint writes (or it finished first).
+    code, what = _run_and_kill(argv + ["--resume", str(latest)], env, folder, random.Random(20240611))
+    assert code in (0, -signal.SIGKILL), what
+    _checkpoints_all_load(folder)  # every checkpoint on disk loads after every kill
+
+    # 3. The last resume runs in this process (train.py's own entry point, main(["train", …])): it
+    # spares a third start-up of torch and Lightning.
     torch.set_num_threads(1)
     try:
         assert main(["train", *argv[2:], "--resume", str(latest)]) == 0
@@ -165,9 +232,10 @@ def test_sigkill_at_random_points_then_resume_matches_an_uninterrupted_run(tmp_p
     assert {"latest_model.pt", "best_model.pt", f"checkpoint_epoch_{EPOCHS}.pt"} <= set(names)
     crashed = json.loads((tmp_path / "outputs" / "crash" / "train_result.json").read_text())
     assert (crashed["epochs_completed"], crashed["global_step"]) == \
-        (reference["epochs_completed"], reference["global_step"]), kills
+        (reference["epochs_completed"], reference["global_step"]), what
     final = torch.load(latest, weights_only=True)
     assert (final["epoch"], final["global_step"]) == (EPOCHS - 1, EPOCHS * STEPS_PER_EPOCH)
+    assert partial[0].stat().st_size == half  # the dead writer's leftover never stood in for a checkpoint
 
 
 # ---------------------------------------------------------------- safe loading on resume
