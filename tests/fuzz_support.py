@@ -3,6 +3,11 @@
 - ``outcome(target, call, file=...)`` runs one generated case and classifies it: the call either
   returns (the caller then checks the result) or raises abrflow's own error naming the file; any
   other exception is an *escape*: counted, then re-raised so the test fails and hypothesis shrinks it.
+- ``must_succeed``/``must_refuse``: ``outcome`` for a case whose validity is known from how it was
+  built. Valid input must succeed (a named error is a refusal of valid input: it fails the test and
+  counts as an escape); invalid input must raise the named error (accepting it fails and counts too).
+  So a reader that raised a well-named error on every value, or accepted every value, fails.
+- ``number_texts(value)``: ways an export spells one number (repr, fixed, exponent, a sign, padding).
 - ``CASES``/``ESCAPES`` count generated cases per target; ``tests/conftest.py`` prints them at the end
   of the session (merged across xdist workers) and writes them to ``$ABRFLOW_FUZZ_COUNTS`` if set.
 - ``mutations(seed)`` is a strategy of damaged copies of a valid file: truncated, bytes flipped,
@@ -17,6 +22,7 @@ Profiles (registered in conftest): ``default`` (``make test``, few examples, der
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +66,36 @@ def fail(target: str, message: str) -> None:
     """A case returned something it must not (a silently changed value, an invalid record)."""
     ESCAPES[target] += 1
     raise Escape(f"{target}: {message}")
+
+
+def must_succeed(target: str, call: Callable[[], Any], what: str, *, file: str | None = None) -> Any:
+    """A valid-by-construction case: the result; any error (a named one included) fails the test."""
+    result, error = outcome(target, call, file=file)
+    if error is not None:
+        fail(target, f"valid input refused: {what}: {type(error).__name__}: {error}")
+    return result
+
+
+def must_refuse(target: str, call: Callable[[], Any], what: str, *, file: str | None = None,
+                allowed: tuple[type[BaseException], ...] = (AbrflowError,)) -> BaseException:
+    """An invalid-by-construction case: the named error it raised; returning fails the test."""
+    _, error = outcome(target, call, file=file, allowed=allowed)
+    if error is None:
+        fail(target, f"invalid input accepted: {what}")
+    return error
+
+
+def number_texts(value: float):
+    """Spellings of the finite float ``value`` as an export may write it, padded with spaces. Rounded
+    spellings (7–9 digits) stay inside any range ``value`` is in whose bounds they can spell; the
+    number the file holds is ``float(text)``, which is what a read must return."""
+    spellings = [repr(value), f"{value:.9g}", f"{value:.6e}", f"{value:E}"]
+    if math.copysign(1.0, value) > 0:
+        spellings.append(f"+{value!r}")
+    if value.is_integer() and abs(value) < 1e15:
+        spellings += [str(int(value)), f"{value:.1f}"]
+    return st.tuples(st.sampled_from(spellings), st.sampled_from(["", " ", "  "]),
+                     st.sampled_from(["", " "])).map(lambda t: t[1] + t[0] + t[2])
 
 
 # ---------------------------------------------------------------- damaged files

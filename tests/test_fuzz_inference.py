@@ -3,6 +3,11 @@
 Each case either succeeds with finite outputs that carry the given inputs unchanged, or raises an
 ``AbrflowError`` (the CLI: one line, exit 2). Valid inputs must succeed: a clear error is not allowed
 to become a refusal of everything. Anything else is an escape (tests/fuzz_support.py).
+
+Where a test cannot tell from its generated input whether the input is valid, the input is built as one
+or the other: ``*_valid`` tests build valid inputs, which must succeed (and come back unchanged where
+they come back); ``*_invalid`` tests take a valid input and break exactly one thing, which must raise
+an ``AbrflowError`` naming it.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
+from abrflow.data.schema import VALID_RANGES
 from abrflow.errors import AbrflowError, DataError
+from abrflow.inference.conditions import DEFAULT_GENERATION_CONDITIONS
 from abrflow.inference.inputs import STATIC_RANGES, read_static_inputs, static_array
 from abrflow.inference.predictor import ABRInference
 
 from .fixtures_checkpoint import one_thread, trained  # noqa: F401  (fixtures)
-from .fuzz_support import fail, hostile_floats, mutations, outcome
+from .fuzz_support import fail, hostile_floats, must_refuse, must_succeed, mutations, outcome
 
 FIELDS = list(STATIC_RANGES)
 SLOW = max(8, settings.default.max_examples // 3)  # cases that load the checkpoint (CLI, constructor)
@@ -85,59 +93,301 @@ def test_static_inputs(inference, rows, ragged):
             fail("inference_static_inputs", f"{key} not finite for {inputs!r}")
 
 
-SIGNALS = st.one_of(
-    st.builds(lambda n, v: np.full(n, v), st.sampled_from([0, 1, 199, 200, 201, 480]), hostile_floats(-5, 5)),
-    st.lists(st.floats(-3, 3), min_size=195, max_size=205),
-    st.builds(lambda n: np.zeros((n, 200)), st.integers(0, 2)), st.text(max_size=3), st.none(),
-    st.just([[1.0], [2.0, 3.0]]),
-)
-RATES = st.one_of(st.none(), st.sampled_from([20000.0, 40000.0, 48000.0, 0.0, -1.0, float("nan"), float("inf"),
-                                              1e-300, 1e300, 7.0]), st.text(max_size=3))
+# ---------------------------------------------------------------- analyse one measured signal
+#
+# Valid by construction: a 1-D finite signal in µV (|x| ≤ 1e4, far beyond any ABR, far below the model's
+# float32 limit) that is the model's window (no rate, or 20 kHz) or a longer recording at a rate with an
+# exact small resampling ratio to 20 kHz, long enough for the window; every static input unknown
+# (None/NaN) or a real number inside STATIC_RANGES. It must be analysed: finite outputs, the static
+# inputs reported back unchanged, the waveform returned as measured where nothing is resampled.
+# Invalid: the same case with exactly one defect; it must raise an AbrflowError naming the culprit.
+
+MODEL_LENGTH, MODEL_RATE_HZ = 200, 20000.0  # the tiny checkpoint's window (checked in the tests)
+#: Device rates (Hz) with an exact small resampling ratio to 20 kHz, at most 10× upsampling.
+RESAMPLEABLE_HZ = (2000, 4000, 5000, 8000, 10000, 16000, 20000, 22050, 24000, 25000, 32000, 40000, 44100,
+                   48000, 96000, 100000)
+#: Rates that cannot be resampled: not positive, not finite, below 2 kHz (> 10× up), no small exact ratio.
+BAD_RATES = (0.0, -1.0, -20000.0, float("nan"), float("inf"), -float("inf"), 1e-300, 7.0, 1999.0, 20001.0,
+             44101.0, 1e300, True, "abc", "", "fast")
+SIGNAL_UV = 1e4
+ARGUMENTS = {"age_years": "age", "intensity_db": "intensity", "stimulus_rate_hz": "stimulus_rate", "fmp": "fmp"}
 
 
-@given(signal=SIGNALS, rate=RATES, age=_cell_strategy("age_years"))
-def test_analyse_one_signal(inference, signal, rate, age):
-    result, error = outcome("inference_analyse",
-                            lambda: inference.analyse(signal, age=age, sampling_rate_hz=rate, return_confidence=False))
-    if error is not None:
-        return
-    x = np.asarray(signal, np.float64)
-    if not (np.isfinite(x).all() and _valid_cell("age_years", age)):
-        fail("inference_analyse", f"accepted signal {signal!r:.60} / age {age!r}")
-    if not np.isfinite(result["waveform"]["signal_uv"]).all() or not math.isfinite(result["threshold"]["value"]):
-        fail("inference_analyse", f"non-finite output for a finite signal (max |x| {np.abs(x).max():g})")
-    if rate is None and not np.array_equal(np.asarray(result["waveform"]["signal_uv"], np.float32),
-                                           x.astype(np.float32)):
-        fail("inference_analyse", "the measured waveform came back changed")
+def _samples_needed(rate_hz: float) -> int:
+    """Samples from onset that cover the model's window: its last sample lies at 199 / 20 kHz."""
+    return math.ceil((MODEL_LENGTH - 1) * rate_hz / MODEL_RATE_HZ - 1e-9) + 1
 
 
-CONDITION_KEYS = st.sampled_from(["age", "age_years", "intensity", "rate", "stimulus_rate_hz", "fmp", "hearing_loss",
-                                  "threshold", "threshold_db", "colour", "hl"])
-CONDITION_VALUES = st.one_of(hostile_floats(-200, 200), st.none(), st.text(max_size=6),
-                             st.sampled_from(["NORMAL", "SNİK", "TOTAL", 4, -1, 7, "inf"]),
-                             st.lists(st.floats(0, 80), min_size=1, max_size=3))
+def _valid_static(field: str):
+    lo, hi = STATIC_RANGES[field]
+    return st.one_of(st.none(), st.just(float("nan")), st.floats(lo, hi), st.sampled_from([lo, hi]),
+                     st.integers(math.ceil(lo), math.floor(hi)), st.floats(lo, hi).map(np.float32),
+                     st.floats(lo, hi).map(np.float64))
 
 
-@given(n=st.one_of(st.integers(-1, 3), st.sampled_from([2.5, "2", True, None])),
-       conditions=st.dictionaries(CONDITION_KEYS, CONDITION_VALUES, max_size=3))
-def test_generate(inference, n, conditions):
-    result, error = outcome("inference_generate",
-                            lambda: inference.generate(n, conditions, sampler="ddim", steps=1, seed=0))
-    if error is None:
-        waveforms, used = result
-        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1) or waveforms.shape != (n, 200):
-            fail("inference_generate", f"n={n!r} gave {waveforms.shape}")
-        if not np.isfinite(waveforms).all():
-            fail("inference_generate", f"non-finite waveforms for {conditions!r}")
+def _invalid_static(field: str):
+    lo, hi = STATIC_RANGES[field]
+    return st.one_of(st.floats(hi, 1e300, exclude_min=True), st.floats(-1e300, lo, exclude_max=True),
+                     st.sampled_from([float("inf"), -float("inf"), 1e39, -1e39, True, False, "45", "", "abc"]),
+                     st.integers(math.floor(hi) + 1, 10**20), st.integers(-10**20, math.ceil(lo) - 1),
+                     st.floats(hi + 1, 1e30).map(np.float32), st.lists(st.floats(lo, hi), min_size=1, max_size=2))
+
+
+def _signal_values(n: int):
+    """n finite samples in µV: a smooth random waveform, or hypothesis' edge values (±1e4, subnormals, −0)."""
+    smooth = st.tuples(st.integers(0, 2**32 - 1), st.floats(0, SIGNAL_UV)).map(
+        lambda t: np.clip(np.cumsum(np.random.default_rng(t[0]).normal(size=n)) * t[1] / (3 * np.sqrt(n) + 1),
+                          -SIGNAL_UV, SIGNAL_UV))
+    edges = hnp.arrays(np.float64, n, elements=st.floats(-SIGNAL_UV, SIGNAL_UV), fill=st.floats(-SIGNAL_UV, SIGNAL_UV))
+    return st.one_of(smooth, edges)
+
+
+@st.composite
+def valid_analysis(draw) -> dict:
+    rate = draw(st.one_of(st.none(), st.sampled_from(RESAMPLEABLE_HZ).flatmap(
+        lambda r: st.sampled_from([r, float(r), np.float32(r)]))))
+    n = MODEL_LENGTH if rate is None else draw(st.integers(_samples_needed(rate), _samples_needed(rate) + 30))
+    values = draw(_signal_values(n))
+    form = draw(st.sampled_from(["float64", "float32", "list", "int"]))
+    signal = {"float64": values, "float32": values.astype(np.float32), "list": values.tolist(),
+              "int": np.round(values).astype(np.int64)}[form]
+    static = {field: draw(_valid_static(field)) for field in STATIC_RANGES}
+    return {"signal": signal, "sampling_rate_hz": rate, **{ARGUMENTS[f]: v for f, v in static.items()}}
+
+
+def _analyse(inference, case: dict):
+    return lambda: inference.analyse(case["signal"], age=case["age"], intensity=case["intensity"],
+                                     stimulus_rate=case["stimulus_rate"], fmp=case["fmp"],
+                                     sampling_rate_hz=case["sampling_rate_hz"], return_confidence=False)
+
+
+def _reported(value) -> float | None:
+    """How predict_single's ``inputs`` reports a static input: None for unknown, else float32 to 7 digits."""
+    if value is None or math.isnan(float(value)):
+        return None
+    return float(f"{np.float32(value):.7g}")
+
+
+@given(case=valid_analysis())
+def test_analyse_valid_signal(inference, case):
+    assert (inference.signal_length, inference.sampling_rate_hz) == (MODEL_LENGTH, MODEL_RATE_HZ)
+    what = f"{len(case['signal'])} samples at {case['sampling_rate_hz']!r} Hz, statics " + repr(
+        {k: case[k] for k in ARGUMENTS.values()})
+    result = must_succeed("inference_analyse_valid", _analyse(inference, case), what)
+    for field, name in ARGUMENTS.items():
+        if result["inputs"][field] != _reported(case[name]):
+            fail("inference_analyse_valid", f"{name} {case[name]!r} reported as {result['inputs'][field]!r}")
+    waveform = np.asarray(result["waveform"]["signal_uv"])
+    if waveform.shape != (MODEL_LENGTH,) or not np.isfinite(waveform).all():
+        fail("inference_analyse_valid", f"waveform {waveform.shape} not a finite window for {what}")
+    outputs = [result["threshold"]["value"], result["threshold"]["no_response_probability"],
+               *result["peaks"]["V"].values(), *result["classification"]["probabilities"].values()]
+    if not np.isfinite(outputs).all():
+        fail("inference_analyse_valid", f"non-finite output {outputs} for {what}")
+    rate = case["sampling_rate_hz"]
+    if rate is None or float(rate) == MODEL_RATE_HZ:  # nothing resampled: the measured window comes back
+        measured = np.asarray(case["signal"], np.float64)[:MODEL_LENGTH].astype(np.float32)
+        if not np.array_equal(waveform.astype(np.float32), measured):
+            fail("inference_analyse_valid", "the measured waveform came back changed")
+
+
+DEFECTS = ("nonfinite", "length", "shape", "rate", "static", "units")
+
+
+@given(case=valid_analysis(), defect=st.sampled_from(DEFECTS), data=st.data())
+def test_analyse_invalid_input(inference, case, defect, data):
+    signal = np.asarray(case["signal"], np.float64)
+    rate = case["sampling_rate_hz"]
+    if defect == "nonfinite":
+        signal[data.draw(st.integers(0, len(signal) - 1))] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        case["signal"], named = signal, "NaN or inf"
+    elif defect == "length":
+        if rate is None:
+            n = data.draw(st.integers(0, 3 * MODEL_LENGTH).filter(lambda k: k != MODEL_LENGTH))
+        else:
+            n = data.draw(st.integers(0, _samples_needed(rate) - 1))
+        case["signal"], named = np.resize(signal, n), "samples"
+    elif defect == "shape":
+        case["signal"] = data.draw(st.sampled_from([np.zeros((1, MODEL_LENGTH)), np.zeros((2, MODEL_LENGTH)),
+                                                    np.zeros((0, MODEL_LENGTH)), 5.0, None, "abc",
+                                                    [[1.0], [2.0, 3.0]], [signal.tolist()]]))
+        named = "signal"
+    elif defect == "rate":
+        case["sampling_rate_hz"], named = data.draw(st.sampled_from(BAD_RATES)), "sampling_rate_hz"
+    elif defect == "static":
+        field = data.draw(st.sampled_from(list(STATIC_RANGES)))
+        case[ARGUMENTS[field]], named = data.draw(_invalid_static(field)), f"{ARGUMENTS[field]} ({field})"
+    else:  # a unit mistake: finite, but far beyond what the model can scale
+        huge = data.draw(st.floats(1e30, 1e308)) * data.draw(st.sampled_from([1, -1]))
+        case["signal"], named = np.full(len(signal), huge), "model units"
+    error = must_refuse("inference_analyse_invalid", _analyse(inference, case),
+                        f"{defect}: signal {case['signal']!r:.60} at {case['sampling_rate_hz']!r} Hz, "
+                        f"statics {[case[k] for k in ARGUMENTS.values()]!r}")
+    if named not in str(error):
+        fail("inference_analyse_invalid", f"{defect}: the error does not name {named!r}: {error}")
+
+
+# ---------------------------------------------------------------- generate
+#
+# Valid by construction: n a positive int; conditions with known keys (any accepted alias, each field at
+# most once), each one value or n values: static inputs unknown or inside STATIC_RANGES, the class a
+# code/name (or −1/None, unconditional), the threshold in range, NaN or +inf (no response). It must
+# generate n finite waveforms and report the conditions it used: the given ones, defaults elsewhere.
+# Invalid: one defect (n, an unknown or repeated key, a value out of range or of the wrong type, a list
+# of the wrong length); it must raise an AbrflowError naming it.
+
+CLASS_SPELLINGS = {"NORMAL": 0, "normal": 0, " Normal ": 0, "NEUROPATHY": 1, "NÖROPATİ": 1, "ANSD": 1,
+                   "SENSORINEURAL": 2, "SNİK": 2, "snik": 2, "SNHL": 2, "TOTAL": 3, "PROFOUND": 3,
+                   "CONDUCTIVE": 4, "İTİK": 4, "CHL": 4, "3": 3, "-1": -1}
+ALIASES = {"age_years": ("age", "age_years"), "intensity_db": ("intensity", "intensity_db"),
+           "stimulus_rate_hz": ("rate", "stimulus_rate", "stimulus_rate_hz"), "fmp": ("fmp",),
+           "hearing_loss": ("hearing_loss", "class"), "threshold_db": ("threshold", "threshold_db")}
+
+
+def _valid_condition(name: str):
+    """(value as given, what generate must report as used: float/NaN/inf, or the class code)."""
+    if name in STATIC_RANGES:
+        return _valid_static(name).map(lambda v: (v, math.nan if v is None else float(np.float32(v))))
+    if name == "hearing_loss":
+        return st.one_of(st.none().map(lambda v: (v, -1)), st.integers(-1, 4).map(lambda v: (v, v)),
+                         st.integers(0, 4).map(lambda v: (float(v), v)), st.integers(0, 4).map(lambda v: (np.int64(v), v)),
+                         st.sampled_from(sorted(CLASS_SPELLINGS.items())))
+    lo, hi = VALID_RANGES["threshold_db"]
+    return st.one_of(st.none().map(lambda v: (v, math.nan)), st.just((math.nan, math.nan)), st.just((math.inf, math.inf)),
+                     st.floats(lo, hi).map(lambda v: (v, float(np.float32(v)))),
+                     st.integers(int(lo), int(hi)).map(lambda v: (v, float(v))))
+
+
+def _invalid_condition(name: str):
+    if name in STATIC_RANGES:
+        return _invalid_static(name).filter(lambda v: not isinstance(v, list))
+    if name == "hearing_loss":
+        return st.one_of(st.integers(5, 10**6), st.integers(-10**6, -2), st.floats(0.1, 3.9).filter(
+            lambda v: not v.is_integer()), st.sampled_from([float("nan"), float("inf"), True, "ABC", "", "5", "NORMALS",
+                                                          "colour", 2.5]))
+    lo, hi = VALID_RANGES["threshold_db"]
+    return st.one_of(st.floats(hi, 1e300, exclude_min=True), st.floats(-1e300, lo, exclude_max=True),
+                     st.sampled_from([-float("inf"), "abc", "", "loud", 1e39]))
+
+
+@st.composite
+def valid_generation(draw):
+    n = draw(st.one_of(st.integers(1, 3), st.integers(1, 3).map(np.int64)))
+    names = draw(st.lists(st.sampled_from(list(ALIASES)), unique=True, max_size=4))
+    conditions, expected = {}, {}
+    for name in names:
+        key = draw(st.sampled_from(ALIASES[name]))
+        if draw(st.booleans()):  # one value, repeated
+            value, used = draw(_valid_condition(name))
+            conditions[key], expected[name] = value, [used] * int(n)
+        else:  # n values
+            pairs = draw(st.lists(_valid_condition(name), min_size=int(n), max_size=int(n)))
+            conditions[key], expected[name] = [v for v, _ in pairs], [u for _, u in pairs]
+    return n, conditions, expected
+
+
+def _generate(inference, n, conditions):
+    return lambda: inference.generate(n, conditions, sampler="ddim", steps=1, seed=0)
+
+
+@given(case=valid_generation())
+def test_generate_valid_conditions(inference, case):
+    n, conditions, expected = case
+    conditioning = inference.cfg.model.conditioning
+    assert conditioning.use_class_condition and conditioning.use_threshold_condition  # else class/threshold refused
+    waveforms, used = must_succeed("inference_generate_valid", _generate(inference, n, conditions),
+                                   f"n={n!r}, conditions {conditions!r}")
+    if waveforms.shape != (n, MODEL_LENGTH) or not np.isfinite(waveforms).all():
+        fail("inference_generate_valid", f"n={n!r} gave waveforms {waveforms.shape}, finite: "
+                                         f"{np.isfinite(waveforms).all()}")
+    for name, default in DEFAULT_GENERATION_CONDITIONS.items():
+        want = np.asarray(expected.get(name, [float(np.float32(default))] * int(n)), np.float64)
+        got = np.asarray(used[name], np.float64)
+        if not np.array_equal(got, want, equal_nan=True):
+            fail("inference_generate_valid", f"{name}: {conditions!r} used as {got.tolist()}, not {want.tolist()}")
+
+
+GENERATION_DEFECTS = ("n", "unknown_key", "repeated", "value", "length")
+
+
+@given(case=valid_generation(), defect=st.sampled_from(GENERATION_DEFECTS), data=st.data())
+def test_generate_invalid_input(inference, case, defect, data):
+    n, conditions, _ = case
+    if defect == "n":
+        n, named = data.draw(st.sampled_from([0, -1, -5, 2.5, "2", True, False, None, np.float64(2.0), [2]])), "n must"
+    elif defect == "unknown_key":
+        key = data.draw(st.sampled_from(["colour", "hl", "Age", "ages", "sex", "", "threshold_dB"]))
+        conditions[key], named = 1.0, repr(key)
+    elif defect == "repeated":  # two aliases of one condition
+        name = data.draw(st.sampled_from([k for k, aliases in ALIASES.items() if len(aliases) > 1]))
+        conditions = {k: v for k, v in conditions.items() if k not in ALIASES[name]}
+        for key in ALIASES[name][:2]:
+            conditions[key] = data.draw(_valid_condition(name))[0]
+        named = f"{name} given twice"
+    elif defect == "value":
+        name = data.draw(st.sampled_from(list(ALIASES)))
+        conditions = {k: v for k, v in conditions.items() if k not in ALIASES[name]}
+        value = data.draw(_invalid_condition(name))
+        if int(n) > 1 and data.draw(st.booleans()):  # the bad value among n values: its row is named
+            row = data.draw(st.integers(0, int(n) - 1))
+            value = [value if i == row else data.draw(_valid_condition(name))[0] for i in range(int(n))]
+        conditions[data.draw(st.sampled_from(ALIASES[name]))] = value
+        named = name if name != "hearing_loss" else "hearing"
+    else:  # one value per row, but not n of them
+        name = data.draw(st.sampled_from(list(ALIASES)))
+        conditions = {k: v for k, v in conditions.items() if k not in ALIASES[name]}
+        k = data.draw(st.sampled_from([0, int(n) + 1, int(n) + 2]))
+        conditions[data.draw(st.sampled_from(ALIASES[name]))] = [data.draw(_valid_condition(name))[0] for _ in range(k)]
+        named = f"{name} must be one value or"
+    error = must_refuse("inference_generate_invalid", _generate(inference, n, conditions),
+                        f"{defect}: n={n!r}, conditions {conditions!r}")
+    if named not in str(error):
+        fail("inference_generate_invalid", f"{defect}: the error does not name {named!r}: {error}")
+
+
+# ---------------------------------------------------------------- the constructor
+#
+# Valid: an available device ("cpu", "auto"), a batch size that is an int ≥ 1, a confidence level
+# None (the calibration's) or inside (0, 1): the checkpoint loads with exactly these settings. Invalid:
+# exactly one of them wrong; it must raise an AbrflowError naming the argument.
+
+VALID_DEVICES = ("cpu", "CPU", "auto")
+
+
+@settings(max_examples=max(4, SLOW // 3))  # each case loads the checkpoint (~0.25 s)
+@given(device=st.sampled_from(VALID_DEVICES),
+       batch_size=st.one_of(st.integers(1, 600), st.integers(1, 600).map(np.int64), st.just(1)),
+       level=st.one_of(st.none(), st.floats(0, 1, exclude_min=True, exclude_max=True), st.sampled_from([0.5, 0.9, 0.99])))
+def test_constructor_valid_arguments(trained, device, batch_size, level):  # noqa: F811
+    model = must_succeed("inference_constructor_valid",
+                         lambda: ABRInference(trained.best, device=device, batch_size=batch_size,
+                                              confidence_level=level),
+                         f"device {device!r}, batch_size {batch_size!r}, confidence_level {level!r}")
+    want_level = level if level is not None else model.calibration.level
+    if model.batch_size != int(batch_size) or model.confidence_level != want_level:
+        fail("inference_constructor_valid", f"batch_size {batch_size!r} / level {level!r} became "
+                                            f"{model.batch_size!r} / {model.confidence_level!r}")
+
+
+BAD_ARGUMENTS = {
+    "device": ("tpu", "", "cuda:99", "mps:3", "cpu:banana", 3),
+    "batch_size": (0, -2, -600, 0.5, 8.0, "8", None, True, False, np.float64(8)),
+    "level": (0.0, 1.0, -0.1, 1.5, 90, float("nan"), float("inf"), -float("inf")),
+}
 
 
 @settings(max_examples=SLOW)
-@given(device=st.sampled_from(["cpu", "auto", "tpu", "cuda:99", "", 3]),
-       batch_size=st.one_of(st.integers(-2, 600), st.sampled_from([0.5, "8", None, True])),
-       level=st.one_of(st.none(), st.floats(-1, 2), st.sampled_from([float("nan"), "0.9"])))
-def test_constructor_arguments(trained, device, batch_size, level):  # noqa: F811
-    outcome("inference_constructor",
-            lambda: ABRInference(trained.best, device=device, batch_size=batch_size, confidence_level=level))
+@given(argument=st.sampled_from(list(BAD_ARGUMENTS)), data=st.data())
+def test_constructor_invalid_arguments(trained, argument, data):  # noqa: F811
+    kwargs = {"device": data.draw(st.sampled_from(VALID_DEVICES)), "batch_size": data.draw(st.integers(1, 600)),
+              "confidence_level": data.draw(st.one_of(st.none(), st.floats(0.01, 0.99)))}
+    bad = data.draw(st.sampled_from(BAD_ARGUMENTS[argument]))
+    kwargs["confidence_level" if argument == "level" else argument] = bad
+    error = must_refuse("inference_constructor_invalid", lambda: ABRInference(trained.best, **kwargs),
+                        f"{argument} {bad!r}")
+    named = {"device": "device", "batch_size": "batch_size", "level": "confidence_level"}[argument]
+    if named not in str(error):
+        fail("inference_constructor_invalid", f"the error does not name {named}: {error}")
 
 
 @given(data=st.data(), kind=st.sampled_from(["json", "csv", "npz"]))
