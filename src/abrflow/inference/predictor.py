@@ -18,6 +18,7 @@ calibration, asking for intervals is an error — intervals are never made up.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,8 +79,8 @@ class ABRInference:
         self.diffusion = ABRDiffusion.from_config(self.cfg.diffusion)
         level = confidence_level if confidence_level is not None else (
             self.calibration.level if self.calibration is not None else DEFAULT_LEVEL)
-        if not 0.0 < float(level) < 1.0:
-            raise AbrflowError(f"confidence_level must be in (0, 1), got {level}")
+        if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0.0 < float(level) < 1.0:
+            raise AbrflowError(f"confidence_level must be a number in (0, 1), got {level!r}")
         self.confidence_level = float(level)
         self.backend = backend
         self._onnx = self._onnx_heads(onnx_model) if backend == "onnx" else None

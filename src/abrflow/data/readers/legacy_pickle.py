@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError
 from ..records import ABRRecords
-from ..schema import class_code
+from ..schema import STATIC_FIELDS, VALID_RANGES, class_code
 from ._restricted_pickle import LabelEncoderState, StandardScalerState, load_restricted, reject_invalid_text
 
 N_STATIC = 4  # Age, Intensity, Stimulus Rate, FMP — the scaler's column order
@@ -181,6 +181,19 @@ def _require(rec: object, key: str, *, file: str, row: int) -> object:
 # ---------------------------------------------------------------- reader
 
 
+def _snap_to_bounds(raw: np.ndarray, z: np.ndarray, scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Undo the round-off of z·scale + mean at the valid ranges' bounds: a newborn's age 0 z-scored
+    and scaled back comes out as ±2e-16, which would fail the [0, 120] check and refuse the file. A
+    value within 8 ulps of the computation's magnitude of a bound is that bound; nothing else moves."""
+    tolerance = 8 * np.finfo(np.float64).eps * (np.abs(mean) + np.abs(z * scale))
+    out = raw.copy()
+    for j, field in enumerate(STATIC_FIELDS):
+        for bound in VALID_RANGES[field]:
+            near = np.abs(out[:, j] - bound) <= tolerance[:, j]
+            out[near, j] = bound
+    return out
+
+
 def read_legacy_pickle(path: str | os.PathLike, *, signal_length: int = 200,
                        sampling_rate_hz: float = 20000.0) -> ABRRecords:
     """Read the original project's pickle into validated records (z-scored signals, raw statics).
@@ -243,7 +256,7 @@ def read_legacy_pickle(path: str | os.PathLike, *, signal_length: int = 200,
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise DataError(f"v_peak {'latency' if col == 0 else 'amplitude'} is marked but not a finite number",
                         file=file, row=row, field="v_peak")
-    static_raw = static_z * scale + mean  # NaN (unknown) stays NaN
+    static_raw = _snap_to_bounds(static_z * scale + mean, static_z, scale, mean)  # NaN (unknown) stays NaN
     v_latency_ms = np.where(masks[:, 0], peaks[:, 0], np.nan).astype(np.float32)
     v_amplitude_uv = np.where(masks[:, 1], peaks[:, 1], np.nan).astype(np.float32)
     wave_latency_ms = np.full((n, 3), np.nan, np.float32)
