@@ -13,28 +13,24 @@ from abrflow.inference.ensemble import ABREnsemble, load_model
 from abrflow.inference.predictor import ABRInference
 
 from .conftest import REAL
-from .fixtures_checkpoint import trained  # noqa: F401  (fixture)
+from .fixtures_checkpoint import SECOND_SEED, one_thread, trained, trained_seed2  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
-def members(trained, tmp_path_factory):  # noqa: F811
-    """The trained checkpoint and a copy whose weights moved: two members that disagree."""
-    ckpt = torch.load(trained.best, map_location="cpu", weights_only=True)
-    generator = torch.Generator().manual_seed(0)
-    for key, value in ckpt["state_dict"].items():
-        if key.startswith("model.") and value.is_floating_point() and value.numel() > 1:
-            ckpt["state_dict"][key] = value + 0.05 * value.std().nan_to_num() * torch.randn(
-                value.shape, generator=generator)
-    other = tmp_path_factory.mktemp("member") / "moved.pt"
-    torch.save(ckpt, other)
-    return [trained.best, other]
+def members(trained, trained_seed2):  # noqa: F811
+    """Two runs of one recipe trained separately (two project seeds): members as an ensemble has them."""
+    seeds = [torch.load(t.best, map_location="cpu", weights_only=True)["abrflow"]["config"]["project"]["seed"]
+             for t in (trained, trained_seed2)]
+    assert seeds[1] == SECOND_SEED and seeds[0] != seeds[1]
+    return [trained.best, trained_seed2.best]
 
 
 def test_ensemble_averages_its_members(members, trained):  # noqa: F811
     records = trained.test.select(np.arange(40))
     ensemble = ABREnsemble(members, device="cpu")
     singles = [ABRInference(p, device="cpu").analyse_records(records, return_confidence=False) for p in members]
-    assert not np.allclose(singles[0]["v_present_prob"], singles[1]["v_present_prob"])  # they do disagree
+    for name in ("v_present_prob", "hearing_loss_prob", "threshold_db"):  # they do disagree
+        assert not np.allclose(singles[0][name], singles[1][name]), name
     out = ensemble.analyse_records(records)
     for name in ("v_present_prob", "v_latency_ms", "hearing_loss_prob", "threshold_db"):
         np.testing.assert_allclose(out[name], (singles[0][name] + singles[1][name]) / 2, rtol=1e-6)

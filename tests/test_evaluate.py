@@ -69,7 +69,10 @@ def test_every_group_present_and_numeric(evaluated):
     for key in HEADLINE:
         for method, entry in m["headline"][key].items():
             assert isinstance(entry["value"], float) and math.isfinite(entry["value"]), (key, method)
-            assert entry["lo"] <= entry["value"] <= entry["hi"] or entry["n_valid"] < 50, (key, method)
+            # Every metric is defined on all 50 patient resamples of this cohort (stratify.bootstrap_ci
+            # skips undefined ones and counts the rest), and the interval holds the point estimate.
+            assert entry["n_boot"] == 50 and entry["n_valid"] == 50, (key, method, entry)
+            assert entry["lo"] <= entry["value"] <= entry["hi"], (key, method, entry)
 
 
 def test_run_info_and_counts(evaluated, trained):  # noqa: F811
@@ -104,9 +107,16 @@ def test_every_group_by_age_with_counts(evaluated):
 def test_calibrated_intervals_are_scored(evaluated):
     _, m, _ = evaluated
     assert m["run"]["calibrated"] is True  # the shared checkpoint is calibrated on its validation split
+    level = m["run"]["confidence_level"]
+    assert level == 0.9
     coverage = m["peaks"]["interval_coverage"]
     for name in ("v_latency_ms", "v_amplitude_uv", "threshold_db", "hearing_loss_set"):
-        assert coverage[name]["n"] > 0 and 0.0 <= coverage[name]["coverage"] <= 1.0
+        # 800–1,100 scored test recordings each: the calibrated intervals cover about the nominal 90%
+        # (as in test_inference's coverage test; 0.88–0.91 measured), so a model or calibration gone
+        # wrong, or lo/hi compared against the wrong truth, fails here.
+        assert coverage[name]["n"] >= 500 and level - 0.05 <= coverage[name]["coverage"] <= level + 0.05, (
+            name, coverage[name])
+    assert 1.0 <= coverage["hearing_loss_set"]["mean_set_size"] < 5.0  # a set of every class says nothing
 
 
 def test_headline_matches_metric_groups(evaluated):
@@ -142,7 +152,12 @@ def test_generation_records_sampler_and_scores(evaluated):
     g = m["generation"]
     assert g["n_generated"] == 16 and g["sampler"] == "ddim" and g["steps"] == 10
     assert set(g["conditioned_on"]) >= {"age_years", "intensity_db", "hearing_loss"}
-    assert 0.0 <= g["discriminative"]["score"] <= 0.5
+    disc = g["discriminative"]
+    assert disc["n_pairs"] == 16 and disc["score"] == pytest.approx(abs(disc["accuracy"] - 0.5))
+    assert disc["real_vs_real"]["n_pairs"] == 16 and math.isfinite(disc["real_vs_real"]["score"])
+    # Held-out accuracy of telling generated from real twins ≤ 0.75: the trained model's waveforms are
+    # not trivially separable (0–0.125 over seeds; 0.41 with the same weights shuffled).
+    assert disc["score"] <= 0.25, disc
     assert g["frechet"]["distance"] >= 0 and g["frechet"]["encoder"].startswith("PCA(")
     assert g["diversity"]["generated"] > 0 and g["diversity"]["real"] > 0
     assert sum(g["class_counts"].values()) == 16 and len(g["class_counts"]) == 5  # balanced over 5 classes

@@ -76,7 +76,10 @@ def test_predict_single_has_the_seed_documents_structure(inference):
     assert max(c["probabilities"], key=c["probabilities"].get) == c["predicted_category"]
     assert set(c["prediction_set"]) <= set(CLASS_NAMES)
     thr, v = r["threshold"], r["peaks"]["V"]
-    assert math.isfinite(thr["value"]) and -40 < thr["value"] < 160 and f"{thr['value']:.1f}"
+    # the seed document's threshold: a plain float in dB nHL with its no-response probability and interval
+    assert set(thr) == {"value", "unit", "no_response_probability", "lo", "hi"} and thr["unit"] == "dB nHL"
+    assert all(type(thr[k]) is float for k in ("value", "no_response_probability", "lo", "hi")), thr
+    assert math.isfinite(thr["value"]) and -40 < thr["value"] < 160
     assert 0 <= thr["no_response_probability"] <= 1 and 0 <= v["present_probability"] <= 1
     assert 2 < v["latency_ms"] < 15 and math.isfinite(v["amplitude_uv"])
     _assert_ordered(thr["lo"], thr["value"], thr["hi"])
@@ -238,8 +241,9 @@ def test_confidence_level_can_be_chosen_at_inference(trained):  # noqa: F811
     narrow = ABRInference(trained.best, device="cpu", confidence_level=0.5).analyse_records(trained.test[:50])
     wide = ABRInference(trained.best, device="cpu", confidence_level=0.95).analyse_records(trained.test[:50])
     assert np.all(wide["threshold_db_hi"] - wide["threshold_db_lo"] > narrow["threshold_db_hi"] - narrow["threshold_db_lo"])
-    with pytest.raises(AbrflowError, match="confidence_level"):
-        ABRInference(trained.best, device="cpu", confidence_level=1.0)
+    for bad in (1.0, "abc", "0.9", [0.9], True):  # a number in (0, 1), nothing else, named in the error
+        with pytest.raises(AbrflowError, match="confidence_level"):
+            ABRInference(trained.best, device="cpu", confidence_level=bad)
 
 
 # --------------------------------------------------------------------------- thresholds and generation

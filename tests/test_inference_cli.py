@@ -104,7 +104,10 @@ def test_generate_writes_records_and_a_summary(trained, tmp_path, capsys):  # no
     assert rec.extra["seed"].tolist() == list(range(6))
     summary = json.loads((tmp_path / "generated_summary.json").read_text())
     assert summary["n"] == 6 and summary["steps"] == 4 and summary["peak_to_peak"]["median"] > 0
-    assert summary["conditions"]["threshold_db"] == "unknown" or summary["conditions"]["threshold_db"]
+    # --threshold inf is "no response" (+inf, strict JSON "inf"), not an unknown threshold (NaN, null)
+    conditions = summary["conditions"]
+    assert conditions["threshold_db"] == ["inf", "inf"] and conditions["intensity_db"] == [40.0, 40.0]
+    assert conditions["hearing_loss"] == [2] and conditions["fmp"] == "unknown"  # fmp not given: unknown
 
 
 def test_series_prints_thresholds_and_latency_intensity(trained, tmp_path, inputs, capsys):  # noqa: F811

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import collections
 import copyreg
 import os
 import pickle
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -179,7 +181,7 @@ def test_not_a_legacy_container(tmp_path):
 
 
 class _Payload:
-    """Unpickling this would call ``func(*args)``."""
+    """Unpickling this would call ``func(*args)``; ``func`` may itself be a payload (its result is called)."""
 
     def __init__(self, func, *args):
         self.func, self.args = func, args
@@ -187,9 +189,15 @@ class _Payload:
     def __reduce__(self):
         return self.func, self.args
 
+    def __call__(self, *args):  # pickle requires a callable first item; never called here
+        raise AssertionError("a payload is only ever pickled")
+
 
 def _payloads(marker):
+    """Each payload creates ``marker`` when unpickled without restriction; the key is the global that
+    comes first in its byte stream, the one abrflow's reader must refuse."""
     touch = f"open({str(marker)!r}, 'w').close()"
+    imported_os = _Payload(builtins.__import__, "os")
     return {
         "posix.system": _Payload(os.system, f"touch {marker}"),
         "os.popen": _Payload(os.popen, f"touch {marker}"),
@@ -197,10 +205,33 @@ def _payloads(marker):
         "subprocess.check_output": _Payload(subprocess.check_output, ["touch", str(marker)]),
         "builtins.eval": _Payload(builtins.eval, touch),
         "builtins.exec": _Payload(builtins.exec, touch),
-        "builtins.getattr": _Payload(getattr, _Payload(builtins.__import__, "os"), "system"),
-        "builtins.__import__": _Payload(builtins.__import__, "os"),
+        # getattr(__import__("os"), "system")("touch …")
+        "builtins.getattr": _Payload(_Payload(getattr, _Payload(builtins.__import__, "os"), "system"),
+                                     f"touch {marker}"),
+        # (__import__("os"), getattr(<that module, from the pickle memo>, "system")("touch …")):
+        # __import__ is the first global in the stream
+        "builtins.__import__": (imported_os, _Payload(_Payload(getattr, imported_os, "system"), f"touch {marker}")),
         "io.open": _Payload(builtins.open, str(marker), "w"),
     }
+
+
+#: Plain ``pickle`` (no restriction) in a fresh interpreter; it waits up to 10 s for the marker, as
+#: os.popen and subprocess.Popen start ``touch`` without waiting for it.
+_PLAIN_UNPICKLE = """
+import pathlib, pickle, sys, time
+pickle.loads(pathlib.Path(sys.argv[1]).read_bytes())
+marker, deadline = pathlib.Path(sys.argv[2]), time.monotonic() + 10
+while not marker.exists() and time.monotonic() < deadline:
+    time.sleep(0.01)
+"""
+
+
+def _plain_unpickle_creates(path, marker) -> bool:
+    """Whether unpickling ``path`` with plain ``pickle`` (what the restriction stops) creates ``marker``."""
+    assert not marker.exists()
+    subprocess.run([sys.executable, "-c", _PLAIN_UNPICKLE, str(path), str(marker)], cwd=path.parent, check=True,
+                   timeout=60, capture_output=True)
+    return marker.exists()
 
 
 @pytest.mark.parametrize("name", ["posix.system", "os.popen", "subprocess.Popen", "subprocess.check_output",
@@ -225,8 +256,10 @@ def test_hostile_payload_is_refused_without_running(tmp_path, name, where):
         container["metadata"] = {(1, payload): "key"}
     path = _write(tmp_path / "evil.pkl", container)
     err = _error(path)
-    assert name in str(err) and "refused" in str(err)
+    assert f"refused to load {name!r}" in str(err)
     assert not marker.exists()
+    if where == "top":  # the bare payload: live, as plain pickle shows (the same object is nested elsewhere)
+        assert _plain_unpickle_creates(path, marker), name
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -247,15 +280,20 @@ def test_hand_written_os_system_global_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil0.pkl"
     path.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
-    assert "os.system" in str(_error(path))
+    assert "refused to load 'os.system'" in str(_error(path))
     assert not marker.exists()
+    assert _plain_unpickle_creates(path, marker)  # the file is live: plain pickle runs `touch`
 
 
-def test_allowed_reconstructor_cannot_build_other_classes(tmp_path):
-    marker = tmp_path / "pwned"
-    path = _write(tmp_path / "r.pkl", {"data": [_Payload(copyreg._reconstructor, dict, object, None)]})
-    assert "not a readable legacy pickle" in str(_error(path))
-    assert not marker.exists()
+@pytest.mark.parametrize("cls, base, state", [(collections.OrderedDict, dict, [("a", 1)]), (list, list, [1, 2])])
+def test_allowed_reconstructor_cannot_build_other_classes(tmp_path, cls, base, state):
+    """copyreg._reconstructor is allowed (protocols 0/1 rebuild the scikit-learn stand-ins with it), but
+    only for those: built from allowed globals alone, another class is refused by its guard. (A class
+    that could run code is a global of its own, refused before the reconstructor is reached.)"""
+    path = _write(tmp_path / "r.pkl", {"data": [_Payload(copyreg._reconstructor, cls, base, state)]})
+    with open(path, "rb") as fh:
+        assert type(pickle.load(fh)["data"][0]) is cls  # plain pickle builds it (inert classes, in-process)
+    assert "copyreg._reconstructor only allowed for scikit-learn stand-ins" in str(_error(path))
 
 
 def test_out_of_range_values_name_the_pickle_key(tmp_path):
@@ -275,3 +313,20 @@ def test_nan_threshold_is_not_flagged(tmp_path):
     rec = read_legacy_pickle(_write(tmp_path / "nan.pkl", container))
     assert np.isnan(rec.threshold_db[0]) and not rec.extra["threshold_is_synthetic"][0]
     assert np.isposinf(rec.threshold_db[1]) and rec.extra["threshold_is_synthetic"][1:].all()
+
+
+def test_newborns_age_zero_survives_the_scaler_round_trip(tmp_path):
+    """Age 0 z-scored by the file's scaler comes back as ±2e-16; that round-off is undone at the
+    range's bound (the file is read, age is exactly 0), while every other value is as computed."""
+    raw = np.array([[0.0, 80, 33.1, 0.5], [0.15, 60, 33.1, 1.2], [3.0, 40, 33.1, 2.0], [3.15, 20, 33.1, 3.1]])
+    container, _ = _legacy(n=4)
+    container["scaler"] = StandardScaler().fit(raw)
+    z = container["scaler"].transform(raw)
+    assert z[0, 0] * container["scaler"].scale_[0] + container["scaler"].mean_[0] != 0.0  # the round-off is there
+    for rec, row in zip(container["data"], z):
+        rec["static_params"] = row
+    path = tmp_path / "infants.pkl"
+    path.write_bytes(pickle.dumps(container, protocol=4))
+    records = load_records(path)
+    assert records.age_years[0] == 0.0
+    np.testing.assert_allclose(records.static, raw.astype(np.float32), rtol=1e-6, atol=1e-6)

@@ -2,7 +2,9 @@
 
 The lines are read from README.md itself, so an example that stops working (or a flag that is
 renamed) fails here. They run in a scratch folder holding what they name: checkpoints/best_model.pt
-(the test checkpoint), data/test_batch.npz, recordings.npz; ``../shared/real`` points at the real data.
+(the test checkpoint), checkpoints/seed2.pt (the same recipe trained separately with another seed: the
+ensemble examples' second member), data/test_batch.npz, recordings.npz; ``../shared/real`` points at
+the real data.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from abrflow.cli import main
 from abrflow.data.synthetic import simulate_cohort
 
 from .conftest import REAL, REPO
-from .fixtures_checkpoint import one_thread, trained  # noqa: F401  (fixtures)
+from .fixtures_checkpoint import one_thread, trained, trained_seed2  # noqa: F401  (fixtures)
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -34,11 +36,10 @@ def _blocks(text: str, language: str) -> list[str]:
 
 
 @pytest.fixture
-def scratch(trained, tmp_path, monkeypatch):  # noqa: F811
+def scratch(trained, trained_seed2, tmp_path, monkeypatch):  # noqa: F811
     (tmp_path / "checkpoints").mkdir()
     os.symlink(trained.best, tmp_path / "checkpoints" / "best_model.pt")
-    os.symlink(trained.latest, tmp_path / "checkpoints" / "seed1.pt")  # stand-ins for other seeds' runs
-    os.symlink(trained.best, tmp_path / "checkpoints" / "seed2.pt")
+    os.symlink(trained_seed2.best, tmp_path / "checkpoints" / "seed2.pt")  # another seed's run of the recipe
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "test_batch.npz", patients=np.array([[45, 80, 30, 0.75], [65, 90, 20, 0.60]]))
     simulate_cohort(n_patients=2, seed=3).save(tmp_path / "recordings.npz")
@@ -46,9 +47,29 @@ def scratch(trained, tmp_path, monkeypatch):  # noqa: F811
     return tmp_path
 
 
+def _checkpoints(argv: list[str]) -> list[str]:
+    """The paths after --checkpoint (several: an ensemble)."""
+    if "--checkpoint" not in argv:
+        return []
+    rest = argv[argv.index("--checkpoint") + 1:]
+    return rest[:next((i for i, a in enumerate(rest) if a.startswith("--")), len(rest))]
+
+
+def _separate_runs(paths) -> bool:
+    """Every checkpoint comes from another training run (its own project.seed): an ensemble of
+    separately trained members, not one file twice nor two checkpoints of one run."""
+    import torch
+
+    seeds = {torch.load(p, map_location="cpu", weights_only=True)["abrflow"]["config"]["project"]["seed"]
+             for p in paths}
+    return len(seeds) == len(paths)
+
+
 def test_readme_inference_command_lines_run(scratch):
     lines = [line for line in _blocks(_section("Inference"), "bash")[0].splitlines() if line.strip()]
     assert len(lines) >= 8
+    ensembles = [_checkpoints(shlex.split(line)) for line in lines if len(_checkpoints(shlex.split(line))) > 1]
+    assert ensembles and all(_separate_runs(paths) for paths in ensembles), ensembles
     for line in lines:
         argv = shlex.split(line.replace("../shared/real", str(REAL)))
         if argv[:2] == ["python", "inference.py"]:
@@ -67,4 +88,5 @@ def test_readme_python_api_block_runs(scratch):
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102  (our own README)
     assert namespace["waveforms"].shape == (8, 200) and len(namespace["rows"]) == 2
     assert namespace["onnx"].backend == "onnx"
+    assert _separate_runs(namespace["ensemble"].checkpoint_path) and len(namespace["ensemble"].members) == 2
     assert set(namespace["per_ear"]) == set(np.unique(namespace["recordings"].series_key))

@@ -32,13 +32,16 @@ def generated_records(model, waveforms: np.ndarray, used: Mapping[str, np.ndarra
 
 def generation_summary(model, waveforms: np.ndarray, used: Mapping[str, np.ndarray], *, sampler: str, steps: int,
                        guidance: float) -> dict:
-    """What was generated: count, sampler, the range (or classes) of each condition, peak-to-peak."""
+    """What was generated: count, sampler, the range (or classes) of each condition, peak-to-peak.
+
+    A condition left unknown (all NaN) reads "unknown"; +inf (a threshold of no response) is a
+    known condition and keeps its value."""
     p2p = waveforms.max(axis=1) - waveforms.min(axis=1)
     return {"n": len(waveforms), "checkpoint": str(model.checkpoint_path), "sampler": sampler, "steps": steps,
             "guidance": guidance, "first_seed": int(used["seed"][0]), "signal_unit": model.signal_unit,
             "conditions": {k: (np.unique(v).tolist() if v.dtype.kind in "iu" else  # float32: 7 digits
                                [float(f"{np.nanmin(v):.7g}"), float(f"{np.nanmax(v):.7g}")]
-                               if np.isfinite(v).any() else "unknown")
+                               if not np.isnan(v).all() else "unknown")
                            for k, v in used.items() if k != "seed"},
             "peak_to_peak": {"median": float(np.median(p2p)), "p5": float(np.percentile(p2p, 5)),
                              "p95": float(np.percentile(p2p, 95))}}
