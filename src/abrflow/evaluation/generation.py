@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ..clinical.picker import pick_wave_v
 from ..data.records import ABRRecords
+from ..data.schema import VALID_RANGES
 from . import metrics, stratify
 
 NAN = float("nan")
@@ -238,7 +239,7 @@ def generation_conditions(inference, twins: ABRRecords) -> tuple[dict[str, np.nd
     """The twins' conditions as ``ABRInference.generate`` takes them (what the model can condition on).
 
     A class or threshold the model was not trained to condition on is left unset (−1 / NaN); a
-    threshold outside the generator's accepted [−10, 130] dB nHL is passed as unknown.
+    threshold outside the accepted range (``VALID_RANGES["threshold_db"]``) is passed as unknown.
     """
     cond = {name: getattr(twins, name).astype(np.float64) for name in
             ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")}
@@ -249,7 +250,8 @@ def generation_conditions(inference, twins: ABRRecords) -> tuple[dict[str, np.nd
         used.append("hearing_loss")
     if a.use_threshold_condition:
         thr = twins.threshold_db.astype(np.float64)
-        cond["threshold_db"] = np.where(np.isposinf(thr) | ((thr >= -10) & (thr <= 130)), thr, np.nan)
+        lo, hi = VALID_RANGES["threshold_db"]
+        cond["threshold_db"] = np.where(np.isposinf(thr) | ((thr >= lo) & (thr <= hi)), thr, np.nan)
         used.append("threshold_db")
     return cond, used
 

@@ -57,7 +57,7 @@ def _thr_mae(est, true):
     return float(np.mean(np.abs(est[ok] - true[ok]))) if ok.any() else NAN
 
 
-def _thr_within_10(est, true):
+def share_within_10db(est, true):
     """Share of comparable ears within ±10 dB, "no response" agreement counted, a mismatch failing."""
     known = ~np.isnan(est) & ~np.isnan(true)
     e, t = est[known], true[known]
@@ -230,7 +230,7 @@ def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: in
         "normal_vs_loss_kappa": {"model": ci(_kappa_normal_vs_loss, groups, pred_class=pred["hearing_loss"],
                                              true_class=y)},
         "ear_threshold_mae_db": {"model": ci(_thr_mae, ears["patient"], est=ears["est"], true=ears["true"])},
-        "ear_threshold_within_10db": {"model": ci(_thr_within_10, ears["patient"], est=ears["est"],
+        "ear_threshold_within_10db": {"model": ci(share_within_10db, ears["patient"], est=ears["est"],
                                                   true=ears["true"])},
     }
     for name, probs in base["class_probs"].items():
@@ -241,5 +241,5 @@ def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: in
     for name, estimated in base["ear_thresholds"].items():
         e = series_arrays(records, estimated)
         out["ear_threshold_mae_db"][name] = ci(_thr_mae, e["patient"], est=e["est"], true=e["true"])
-        out["ear_threshold_within_10db"][name] = ci(_thr_within_10, e["patient"], est=e["est"], true=e["true"])
+        out["ear_threshold_within_10db"][name] = ci(share_within_10db, e["patient"], est=e["est"], true=e["true"])
     return out
