@@ -24,7 +24,7 @@ from .fixtures_checkpoint import trained  # noqa: F401  (session-scoped fixture)
 SMALL_DATA = "data.synthetic.n_patients=300"
 GROUPS = ("signal", "peaks", "classification", "clinical", "baselines", "generation")
 FIGURES = ("confusion_matrix", "latency_scatter", "threshold_bland_altman", "reconstructions",
-           "generated_vs_real", "calibration")
+           "generated_vs_real", "calibration", "mark_bland_altman", "worst_marks")
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +247,14 @@ def test_generation_statistics_behave():
     assert discriminative_score(real, same, 20000.0)["score"] < 0.1
     assert discriminative_score(real, 3 * louder, 20000.0)["score"] > 0.4
     assert mean_pairwise_distance(np.ones((5, 10))) == 0.0
+
+
+def test_agreement_sections_on_the_synthetic_split(evaluated):
+    """Marks: wave V read by the model and the picker beside the simulator's clinician marks, presence
+    scored (an unmarked simulated trace is an absent wave); no experts' thresholds: said, not empty."""
+    _, m, report = evaluated
+    v = m["mark_agreement"]["waves"]["V"]
+    assert v["methods"]["model"]["overall"]["n"] == m["labels"]["v_marks"] > 0
+    assert 0 < v["presence"]["model"]["sensitivity"] <= 1
+    assert m["threshold_agreement"]["reason"].startswith("no expert thresholds")
+    assert "AGREEMENT WITH THE CLINICIAN'S MARKS" in report

@@ -18,7 +18,7 @@ import yaml
 
 from ..config import from_dict, load_config, set_value, to_dict
 from ..data.datamodule import ABRDataModule
-from ..data.readers import load_records
+from ..data.readers import load_many
 from ..data.records import ABRRecords
 from ..data.timebase import carries_own_time_base
 from ..errors import AbrflowError, ConfigError
@@ -71,9 +71,10 @@ def _which_data(cfg) -> dict:
     return {k: v for k, v in to_dict(cfg.data).items() if k != "dataloader"}
 
 
-def load_evaluation_data(inference, *, config=None, overrides: Sequence[str] = (),
-                         split: str | None = None, data: str | os.PathLike | None = None) -> EvaluationData:
-    """Resolve what to evaluate (module docstring). ``split`` is test/val/all; with ``data`` none."""
+def load_evaluation_data(inference, *, config=None, overrides: Sequence[str] = (), split: str | None = None,
+                         data: str | os.PathLike | Sequence[str | os.PathLike] | None = None) -> EvaluationData:
+    """Resolve what to evaluate (module docstring). ``split`` is test/val/all; with ``data`` (one path or
+    several: files and folders any reader takes, joined as one set) none."""
     if data is not None and split is not None:
         raise AbrflowError("--split selects from the checkpoint's data; a --data file is evaluated whole")
     split = split or "test"
@@ -85,10 +86,14 @@ def load_evaluation_data(inference, *, config=None, overrides: Sequence[str] = (
         notes.append("the data section differs from the checkpoint's: the split may overlap the model's training data")
     dm = ABRDataModule(cfg.data, seed=cfg.project.seed)
     if data is not None:
-        path = str(data)
-        time_base = {} if carries_own_time_base(path) else {
+        paths = [str(data)] if isinstance(data, (str, os.PathLike)) else [str(p) for p in data]
+        if not paths:
+            raise AbrflowError("--data names no file")
+        time_base = {} if all(carries_own_time_base(p) for p in paths) else {
             "signal_length": inference.signal_length, "sampling_rate_hz": inference.sampling_rate_hz}
-        records = load_records(path, **time_base).validate()
+        table = {"polarity": cfg.data.table.polarity, "max_sweeps_rejected": cfg.data.table.max_sweeps_rejected}
+        records = load_many(paths, table_options=table, **time_base).validate()
+        path = "; ".join(paths)
         try:
             dm.setup()
             train = dm.split_records("train")
@@ -100,7 +105,8 @@ def load_evaluation_data(inference, *, config=None, overrides: Sequence[str] = (
             if seen:
                 notes.append(f"{seen} patients of the file are in the training split of the same source: "
                              "those numbers are optimistic")
-        return EvaluationData(records, train, records.source or path, "whole file", notes, to_dict(cfg.data))
+        return EvaluationData(records, train, path, "whole file" if len(paths) == 1 else f"{len(paths)} files joined",
+                              notes, to_dict(cfg.data))
     dm.setup()
     records = dm.records if split == "all" else dm.split_records(split)
     if split == "all":

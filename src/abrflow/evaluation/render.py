@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..text import number
 from .data import THRESHOLD_TRUTH
+from .mark_agreement import format_mark_agreement
 from .scoring import HEADLINE
+from .threshold_agreement import format_threshold_agreement
 
 NAN = float("nan")
 
@@ -44,12 +46,21 @@ def format_report(result: Mapping) -> str:
                      "they are not clinical truth.")
     for note in run["notes"]:
         lines.append(f"NOTE:        {note}")
+    labels = result.get("labels")
+    if labels:
+        marks = ", ".join(f"{w} {n}" for w, n in labels["wave_marks"].items())
+        lines.append(f"labels:      classes on {labels['classes']:,} recordings; wave marks {marks}; thresholds on "
+                     f"{labels['ears_with_threshold']:,} ears")
     boot = result["headline"]
-    any_entry = next(iter(next(iter(boot.values())).values()))
-    lines += ["", f"HEADLINE — model vs baselines (95% patient-bootstrap interval, {any_entry['n_boot']} resamples)",
+    n_boot = next((e["n_boot"] for methods in boot.values() if "reason" not in methods for e in methods.values()),
+                  run["bootstrap_resamples"])
+    lines += ["", f"HEADLINE — model vs baselines (95% patient-bootstrap interval, {n_boot} resamples)",
               f"{'':44s}{'value':>9s}  95% interval"]
     for key, methods in boot.items():
         label, _, digits = HEADLINE[key]
+        if "reason" in methods:
+            lines.append(f"{label}: not computed, {methods['reason']}")
+            continue
         lines.append(label)
         for method, entry in methods.items():
             lines.append(f"  {method:42s}{_num(entry['value'], digits):>9s}  {_ci_text(entry, digits)}")
@@ -60,17 +71,59 @@ def format_report(result: Mapping) -> str:
 
 
 def _detail_lines(result: Mapping) -> list[str]:
+    lines = _class_lines(result["classification"]) + _threshold_lines(result)
+    sig = result["signal"]["reconstruction"]
+    lines += ["", f"RECONSTRUCTION x̂0 from noised recordings ({sig['n']} recordings, unit {result['signal']['unit']})",
+              f"{'t':>6s}{'SNR dB':>9s}{'Pearson r':>11s}{'MAE':>9s}{'envelope r':>12s}"]
+    for key, r in sig.items():
+        if key.startswith("t") and isinstance(r, Mapping):
+            lines.append(f"{r['t_used']:>6d}{_num(r['snr_db'], 2):>9s}{_num(r['pearson_r']):>11s}"
+                         f"{_num(r['mae'], 4):>9s}{_num(r['envelope_correlation']):>12s}")
+    lines += _agreement_lines(result)
+    lines += _generation_lines(result["generation"])
+    lines += _age_lines(result)
+    base = result["baselines"]
+    if "note" in base:
+        lines += ["", f"BASELINES: {base['note']}"]
+    lines += ["", "FIGURES: " + ", ".join(Path(p).name for p in result["figures"].values())]
+    return lines
+
+
+def _agreement_lines(result: Mapping) -> list[str]:
+    """The clinician's marks and the experts' thresholds beside the model and the classical methods."""
     lines = []
-    cls = result["classification"]
-    lines += ["", "CLASSES (model, per class)", f"{'class':16s}{'support':>8s}{'precision':>10s}{'recall':>8s}"
-              f"{'F1':>7s}{'AUC':>7s}"]
+    marks = result.get("mark_agreement", {"reason": "not computed"})
+    lines += ["", f"AGREEMENT WITH THE CLINICIAN'S MARKS: {marks['reason']}"] if "reason" in marks else \
+        [""] + format_mark_agreement(marks)
+    expert = result.get("threshold_agreement", {"reason": "not computed"})
+    lines += ["", f"AGREEMENT WITH EXPERT THRESHOLDS: {expert['reason']}"] if "reason" in expert else \
+        ["", f"AGREEMENT WITH EXPERT THRESHOLDS (from {expert['source']})"] + format_threshold_agreement(expert)
+    return lines
+
+
+def _class_lines(cls: Mapping) -> list[str]:
+    if "reason" in cls:
+        return ["", f"CLASSES: {cls['reason']}"]
+    lines = ["", "CLASSES (model, per class)", f"{'class':16s}{'support':>8s}{'precision':>10s}{'recall':>8s}"
+             f"{'F1':>7s}{'AUC':>7s}"]
     for name, c in cls["per_class"].items():
         lines.append(f"{name:16s}{c['support']:>8d}{_num(c['precision'], 2):>10s}{_num(c['recall'], 2):>8s}"
                      f"{_num(c['f1'], 2):>7s}{_num(c['auc'], 2):>7s}")
     lines.append(f"accuracy {_num(cls['accuracy'])}, macro AUC {_num(cls['macro_auc'])}, ECE {_num(cls['ece'])}")
+    return lines
 
+
+def _threshold_lines(result: Mapping) -> list[str]:
     clin = result["clinical"]
     head, ear = clin["per_recording_head"], clin["per_ear_series"]
+    if "reason" in head or "reason" in ear:
+        methods = ", ".join(f"{m} {n}" for m, n in ear["estimate_methods"].items())
+        lines = ["", f"THRESHOLDS: {head.get('reason') or ear.get('reason')}; the model estimated {ear['n_ears']} "
+                     f"ears ({methods})"]
+        peaks = result["peaks"]
+        lines.append(f"WAVE V: {peaks['reason']}" if "reason" in peaks else "")
+        return [line for line in lines if line]
+    lines = []
     lines += ["", "THRESHOLDS (model)", f"{'':34s}{'MAE dB':>8s}{'bias':>7s}{'±10 dB':>8s}{'no-resp agree':>15s}"
               f"{'severity κw':>13s}"]
     for label, block in (("per recording (threshold head)", head), ("per ear (level series)", ear["recorded"])):
@@ -84,24 +137,13 @@ def _detail_lines(result: Mapping) -> list[str]:
     d = head["diagnosis_by_class"]
     lines.append(f"normal vs loss by class: sensitivity {_num(d['sensitivity'])}, specificity "
                  f"{_num(d['specificity'])}, kappa {_num(d['kappa'])}")
-    cov = result["peaks"]["interval_coverage"]
-    if "reason" not in cov:
+    peaks = result["peaks"]
+    if "reason" in peaks:
+        lines.append(f"WAVE V: {peaks['reason']}")
+    elif "reason" not in peaks["interval_coverage"]:
+        cov = peaks["interval_coverage"]
         lines.append("calibrated interval coverage: " + ", ".join(
             f"{k} {_num(v['coverage'])}" for k, v in cov.items()) + f" (nominal {result['run']['confidence_level']:.2f})")
-
-    sig = result["signal"]["reconstruction"]
-    lines += ["", f"RECONSTRUCTION x̂0 from noised recordings ({sig['n']} recordings, unit {result['signal']['unit']})",
-              f"{'t':>6s}{'SNR dB':>9s}{'Pearson r':>11s}{'MAE':>9s}{'envelope r':>12s}"]
-    for key, r in sig.items():
-        if key.startswith("t") and isinstance(r, Mapping):
-            lines.append(f"{r['t_used']:>6d}{_num(r['snr_db'], 2):>9s}{_num(r['pearson_r']):>11s}"
-                         f"{_num(r['mae'], 4):>9s}{_num(r['envelope_correlation']):>12s}")
-    lines += _generation_lines(result["generation"])
-    lines += _age_lines(result)
-    base = result["baselines"]
-    if "note" in base:
-        lines += ["", f"BASELINES: {base['note']}"]
-    lines += ["", "FIGURES: " + ", ".join(Path(p).name for p in result["figures"].values())]
     return lines
 
 
@@ -131,17 +173,22 @@ def _generation_lines(gen: Mapping) -> list[str]:
 
 
 def _age_lines(result: Mapping) -> list[str]:
-    peaks, cls = result["peaks"]["by_age"], result["classification"]["by_age"]
-    ears = result["clinical"]["per_ear_series"]["by_age"]
+    peaks = result["peaks"].get("by_age", {})
+    cls = result["classification"].get("by_age", {})
+    ears = result["clinical"]["per_ear_series"].get("by_age", {})
+    if not (peaks or cls or ears):
+        return ["", "BY AGE: no labels to stratify"]
+    strata = peaks or cls or ears
     lines = ["", "BY AGE (model)", f"{'stratum':10s}{'recordings':>11s}{'V F1':>7s}{'lat MAE':>9s}{'macro-F1':>10s}"
              f"{'bal acc':>9s}{'ears':>6s}{'ear MAE dB':>11s}"]
-    for stratum, p in peaks.items():
-        c, e = cls.get(stratum, {"n": 0}), ears.get(stratum, {"n": 0})
-        if p["n"] == 0:
+    for stratum in strata:
+        p, c, e = peaks.get(stratum, {"n": 0}), cls.get(stratum, {"n": 0}), ears.get(stratum, {"n": 0})
+        n = max(p["n"], c["n"])
+        if n == 0 and e["n"] == 0:
             lines.append(f"{stratum:10s}{0:>11d}")
             continue
         ear_mae = e["thresholds"]["mae_db"] if e["n"] else NAN
-        lines.append(f"{stratum:10s}{p['n']:>11d}{_num(p['presence_f1']):>7s}{_num(p['latency_mae_ms']):>9s}"
+        lines.append(f"{stratum:10s}{n:>11d}{_num(p.get('presence_f1', NAN)):>7s}{_num(p.get('latency_mae_ms', NAN)):>9s}"
                      f"{_num(c.get('macro_f1', NAN)):>10s}{_num(c.get('balanced_accuracy', NAN)):>9s}"
                      f"{e['n']:>6d}{_num(ear_mae, 1):>11s}")
     return lines

@@ -34,9 +34,10 @@ from .. import __version__
 from ..config import config_hash
 from ..data.records import ABRRecords
 from ..errors import AbrflowError
+from ..inference.ensemble import ABREnsemble
 from ..inference.predictor import ABRInference
 from ..io import atomic_write_text, write_json
-from . import baselines, figures
+from . import agreement, baselines, figures
 from .data import THRESHOLD_TRUTH, load_evaluation_data
 from .generation import FrechetEncoder, evaluate_generation
 from .reconstruction import RECONSTRUCTION_MAX, RECONSTRUCTION_T, reconstruct, signal_group
@@ -49,45 +50,67 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- figures
 def _figures(out_dir: Path, records: ABRRecords, model: dict, base: dict, recon_rows: ABRRecords,
              recon: dict, gen_arrays: dict | None, names: list[str]) -> dict[str, str]:
-    pred, ears = model["pred"], model["ears"]
+    """The figures whose labels exist in these records (a figure of absent labels is not drawn)."""
+    pred, ears, labels = model["pred"], model["ears"], model["labels"]
     y = records.hearing_loss.astype(int)
     known = y >= 0
     unit = "µV" if records.signal_unit == "uV" else "z"
     paths = {}
-    matrices = {"model": confusion_matrix(y[known], pred["hearing_loss"][known], labels=list(range(len(names))))}
-    for name, probs in base["class_probs"].items():
-        if name.startswith("hand"):
-            matrices[name] = confusion_matrix(y[known], probs[known].argmax(axis=1),
-                                                      labels=list(range(len(names))))
-    paths["confusion_matrix"] = figures.confusion_matrices(matrices, names, out_dir / "confusion_matrix.png")
-    lat_true = records.v_latency_ms.astype(np.float64)
-    paths["latency_scatter"] = figures.latency_scatter(
-        {"model": (pred["v_latency_ms"], lat_true), "peak picker": (base["picked"]["v_latency_ms"], lat_true)},
-        out_dir / "latency_scatter.png")
-    crosscov = series_arrays(records, base["ear_thresholds"]["cross-covariance"])
-    paths["threshold_bland_altman"] = figures.bland_altman(
-        {"model (per ear)": (ears["est"], ears["true"]), "cross-covariance": (crosscov["est"], crosscov["true"])},
-        out_dir / "threshold_bland_altman.png")
+    if labels.has("classes"):
+        matrices = {"model": confusion_matrix(y[known], pred["hearing_loss"][known], labels=list(range(len(names))))}
+        for name, probs in base["class_probs"].items():
+            if name.startswith("hand"):
+                matrices[name] = confusion_matrix(y[known], probs[known].argmax(axis=1), labels=list(range(len(names))))
+        paths["confusion_matrix"] = figures.confusion_matrices(matrices, names, out_dir / "confusion_matrix.png")
+    if labels.has("v_marks"):
+        lat_true = records.v_latency_ms.astype(np.float64)
+        paths["latency_scatter"] = figures.latency_scatter(
+            {"model": (pred["v_latency_ms"], lat_true), "peak picker": (base["picked"]["v_latency_ms"], lat_true)},
+            out_dir / "latency_scatter.png")
+    if labels.has("thresholds"):
+        crosscov = series_arrays(records, base["ear_thresholds"]["cross-covariance"])
+        paths["threshold_bland_altman"] = figures.bland_altman(
+            {"model (per ear)": (ears["est"], ears["true"]), "cross-covariance": (crosscov["est"], crosscov["true"])},
+            out_dir / "threshold_bland_altman.png")
     # One recording per class (its loudest level: the clearest waveform), reconstructed at every t.
-    picks, labels = [], []
+    picks, titles = [], []
     for c in np.unique(recon_rows.hearing_loss):
         rows = np.flatnonzero(recon_rows.hearing_loss == c)
         i = int(rows[np.argmax(recon_rows.intensity_db[rows])])
         picks.append(i)
-        labels.append(f"{names[c] if 0 <= c < len(names) else 'UNKNOWN'}, {recon_rows.intensity_db[i]:g} dB")
+        titles.append(f"{names[c] if 0 <= c < len(names) else 'UNKNOWN'}, {recon_rows.intensity_db[i]:g} dB")
     paths["reconstructions"] = figures.reconstructions(
-        recon_rows.time_ms, recon_rows.signal[picks], {t: x[picks] for t, (_, x) in recon.items()}, labels, unit,
+        recon_rows.time_ms, recon_rows.signal[picks], {t: x[picks] for t, (_, x) in recon.items()}, titles, unit,
         out_dir / "reconstructions.png")
     if gen_arrays is not None:
         paths["generated_vs_real"] = figures.generated_vs_real(
             gen_arrays["time_ms"], gen_arrays["generated"], gen_arrays["real"], gen_arrays["hearing_loss"], names,
             unit, out_dir / "generated_vs_real.png")
-    probs = pred["hearing_loss_prob"][known]
-    curves = {"wave V present": figures.reliability_bins(pred["v_present_prob"], records.v_present),
-              "hearing-loss class (top label)": figures.reliability_bins(
-                  probs.max(axis=1), probs.argmax(axis=1) == y[known])}
-    paths["calibration"] = figures.reliability(curves, out_dir / "calibration.png")
+    curves = {}
+    if labels.has("v_marks"):
+        curves["wave V present"] = figures.reliability_bins(pred["v_present_prob"], records.v_present)
+    if labels.has("classes"):
+        probs = pred["hearing_loss_prob"][known]
+        curves["hearing-loss class (top label)"] = figures.reliability_bins(probs.max(axis=1),
+                                                                            probs.argmax(axis=1) == y[known])
+    if curves:
+        paths["calibration"] = figures.reliability(curves, out_dir / "calibration.png")
     return {k: str(v) for k, v in paths.items()}
+
+
+def _explain_missing(base_group: dict, labels) -> dict:
+    """The baselines' groups whose labels are absent, replaced by the reason."""
+    if "note" in base_group:
+        return base_group
+    if not labels.has("classes"):
+        base_group["hand_features"] = base_group["majority"] = labels.missing("classes")
+    if not labels.has("thresholds"):
+        for key in ("threshold_crosscov", "threshold_protocol_floor"):
+            base_group[key] = labels.missing("thresholds")
+        base_group["peak_picker"]["threshold_lowest_peak"] = labels.missing("thresholds")
+    if not labels.has("v_marks"):
+        base_group["peak_picker"]["wave_v"] = labels.missing("v_marks")
+    return base_group
 
 
 # ---------------------------------------------------------------------------- the entry point
@@ -107,9 +130,10 @@ def _counts(records: ABRRecords, names: list[str]) -> dict:
             "classes": {n: int(np.sum(y == i)) for i, n in enumerate(names)}, "class_unknown": int(np.sum(y < 0))}
 
 
-def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathLike | None = None,
-                        overrides: Sequence[str] = (), split: str | None = None,
-                        data: str | os.PathLike | None = None, generate_samples: int = 0,
+def evaluate_checkpoint(checkpoint: str | os.PathLike | Sequence[str | os.PathLike], *,
+                        config: str | os.PathLike | None = None, overrides: Sequence[str] = (),
+                        split: str | None = None, data: str | os.PathLike | Sequence | None = None,
+                        thresholds: str | os.PathLike | None = None, generate_samples: int = 0,
                         sampler: str | None = None, steps: int | None = None, bootstrap: int = 1000,
                         batch_size: int = 256, device: str = "auto", output_dir: str | os.PathLike | None = None,
                         seed: int = 0, reconstruction_t: Sequence[int] = RECONSTRUCTION_T,
@@ -117,7 +141,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
     """Evaluate ``checkpoint`` and write ``metrics.json``, ``report.txt`` and figures to ``output_dir``.
 
     ``config`` (YAML) and ``overrides`` (``data.*`` dotlist) change only the data; ``split`` is
-    test (default), val or all; ``data`` is a records file evaluated whole instead. ``sampler``
+    test (default), val or all; ``data`` is one or several files evaluated whole instead.
+    ``checkpoint``: one path, or several read as an ensemble by the per-ear rule (every other group
+    reads the first). ``thresholds``: a CSV of expert thresholds per ear (``patient_id, ear,
+    threshold_db[, rater]``) for the threshold agreement section. ``sampler``
     and ``steps`` drive reconstruction and generation (the checkpoint's when None). ``seed`` fixes
     every random draw (reconstruction noise, generation, bootstrap). Returns the metrics dict.
     """
@@ -126,7 +153,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
                              ("batch_size", batch_size, 1), ("reconstruction_samples", reconstruction_samples, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise AbrflowError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    members = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    if not members:
+        raise AbrflowError("no checkpoint given")
+    checkpoint = members[0]
     inference = ABRInference(checkpoint, device=device, batch_size=batch_size)
+    ensemble = ABREnsemble(members, device=device, batch_size=batch_size) if len(members) > 1 else None
     sampler, steps, _ = inference.sampling(sampler, steps)
     bad_t = [t for t in reconstruction_t if not 0 < int(t) < inference.diffusion.num_train_timesteps]
     if bad_t:
@@ -147,7 +179,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
         clock = now
 
     lap("checkpoint_and_data")
-    groups, model = score_model(inference, records)
+    groups, model = score_model(inference, records, ensemble=ensemble)
+    if ensemble is not None:
+        evald.notes.append(f"per-ear thresholds: the per-ear rule on an ensemble of {len(members)} checkpoints "
+                           "(wave-V probabilities averaged); every other group: the first checkpoint")
     lap("analysis")
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(len(records), min(len(records), reconstruction_samples), replace=False))
@@ -169,15 +204,21 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
     with threadpool_limits(limits=1, user_api="openmp"):
         base_preds = baseline_predictions(evald.train, records)
         if evald.train is not None:
-            base_group = baselines.run_baselines(evald.train, records, n_boot=bootstrap, seed=seed,
-                                                 reading=base_preds["reading"], classifier=base_preds["classifier"])
+            base_group = _explain_missing(baselines.run_baselines(
+                evald.train, records, n_boot=bootstrap, seed=seed, reading=base_preds["reading"],
+                classifier=base_preds["classifier"]), model["labels"])
         else:
             base_group = {"note": "no training split to fit the hand-feature classifier and the majority priors on"}
     base_group["by_age"] = baseline_by_age(records, base_preds)
     lap("baselines")
+    marks = agreement.mark_section(records, model["pred"], base_preds["reading"], n_boot=bootstrap, seed=seed)
+    expert = agreement.threshold_section(records, model["estimates"], base_preds["ear_thresholds"],
+                                         [data] if isinstance(data, (str, os.PathLike)) else data, thresholds)
+    lap("agreement")
     result = {
         "run": {
             "checkpoint": str(Path(checkpoint).resolve()),
+            "ensemble": [str(Path(m).resolve()) for m in members] if ensemble is not None else None,
             "config_hash": str(inference.metadata.get("config_hash") or config_hash(inference.cfg)),
             "package_version": __version__,
             "data_source": evald.source,
@@ -201,9 +242,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, *, config: str | os.PathL
         **groups,
         "baselines": base_group,
         "generation": gen,
+        "mark_agreement": marks,
+        "threshold_agreement": expert,
     }
     lap("headline")
     result["figures"] = _figures(out_dir, records, model, base_preds, recon_rows, recon, gen_arrays, names)
+    if "reason" not in marks:
+        result["figures"].update({k: str(v) for k, v in agreement.mark_figures(
+            out_dir, records, model["pred"], base_preds["reading"]).items()})
     lap("figures")
     result["run"]["seconds"] = round(time.perf_counter() - start, 1)
     result["run"]["seconds_by_stage"] = stage_seconds

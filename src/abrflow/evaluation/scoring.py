@@ -21,6 +21,7 @@ from ..clinical.thresholds import aligned_thresholds, true_series_thresholds
 from ..data.records import ABRRecords
 from . import metrics, stratify
 from .baselines import HandFeatureClassifier, majority_baseline
+from .labels import labels_of
 
 NAN = float("nan")
 
@@ -114,13 +115,15 @@ def _interval_coverage(pred: Mapping[str, np.ndarray], records: ABRRecords) -> d
     return out
 
 
-def score_model(inference, records: ABRRecords) -> tuple[dict, dict]:
+def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, dict]:
     """Heads on every recording → the peaks, classification and clinical groups, and the arrays
     (predictions, per-ear thresholds) the headline and the figures need.
 
     The model reads :func:`~abrflow.clinical.levels.model_view` of the records (levels not in dB nHL
     unknown to it), and the per-ear thresholds come from the per-ear rule, replication gate included
-    where the records carry half-averages: the numbers ``abrflow threshold`` gives for the same ears."""
+    where the records carry half-averages: the numbers ``abrflow threshold`` gives for the same ears.
+    ``ensemble`` (an ``ABREnsemble``): the per-ear thresholds come from its averaged probabilities,
+    as ``abrflow threshold`` with several checkpoints gives them; every other group from ``inference``."""
     calibrated = inference.calibrated
     pred = inference.analyse_records(model_view(records), return_confidence=calibrated)
     names = list(inference.class_names)
@@ -133,34 +136,43 @@ def score_model(inference, records: ABRRecords) -> tuple[dict, dict]:
     head_thr = np.where(pred["threshold_no_response_prob"] >= 0.5, np.inf, pred["threshold_db"])
     rec_args = dict(pred_thr=head_thr, true_thr=records.threshold_db.astype(np.float64),
                     pred_class=pred["hearing_loss"], true_class=y)
-    estimates = ear_thresholds(records, pred)
+    rule_pred = pred if ensemble is None else ensemble.analyse_records(model_view(records), return_confidence=False)
+    estimates = ear_thresholds(records, rule_pred)
     ears = series_arrays(records, estimates)
     methods, counts = np.unique([e["method"] for e in estimates.values()], return_counts=True)
+    labels = labels_of(records)
     coverage = _interval_coverage(pred, records) if calibrated else {
         "reason": "the checkpoint carries no calibration: no intervals"}
+    per_ear = {
+        "method": "logistic fit of the model's wave-V presence probability across the ear's levels "
+                  "(abrflow.clinical.ear_rule: a level whose half-averages do not replicate holds "
+                  "no response, where the records carry them)",
+        "n_ears": len(estimates),
+        "estimate_methods": {str(m): int(c) for m, c in zip(methods, counts)},
+    }
+    if labels.has("thresholds"):
+        per_ear.update(recorded=metrics.clinical_metrics(ears["est"], ears["true"]),
+                       attainable=metrics.threshold_metrics(ears["est"], ears["attainable"]),
+                       by_age=stratify.by_age_stratum(ears["age"], metrics.clinical_metrics, pred_thr=ears["est"],
+                                                      true_thr=ears["true"]))
+    else:
+        per_ear.update(labels.missing("thresholds"))
     groups = {
-        "peaks": {**metrics.peak_metrics(**peak_args), "interval_coverage": coverage,
-                  "by_age": stratify.by_age_stratum(age, metrics.peak_metrics, **peak_args)},
-        "classification": {**metrics.classification_metrics(**class_args),
-                           "by_age": stratify.by_age_stratum(age, metrics.classification_metrics, **class_args)},
+        "labels": labels.as_dict(),
+        "peaks": labels.missing("v_marks") or {
+            **metrics.peak_metrics(**peak_args), "interval_coverage": coverage,
+            "by_age": stratify.by_age_stratum(age, metrics.peak_metrics, **peak_args)},
+        "classification": labels.missing("classes") or {
+            **metrics.classification_metrics(**class_args),
+            "by_age": stratify.by_age_stratum(age, metrics.classification_metrics, **class_args)},
         "clinical": {
-            "per_recording_head": {**metrics.clinical_metrics(**rec_args),
-                                   "no_response_rule": "no-response probability ≥ 0.5 → +inf",
-                                   "by_age": stratify.by_age_stratum(age, metrics.clinical_metrics, **rec_args)},
-            "per_ear_series": {
-                "method": "logistic fit of the model's wave-V presence probability across the ear's levels "
-                          "(abrflow.clinical.ear_rule: a level whose half-averages do not replicate holds "
-                          "no response, where the records carry them)",
-                "n_ears": len(ears["est"]),
-                "estimate_methods": {str(m): int(c) for m, c in zip(methods, counts)},
-                "recorded": metrics.clinical_metrics(ears["est"], ears["true"]),
-                "attainable": metrics.threshold_metrics(ears["est"], ears["attainable"]),
-                "by_age": stratify.by_age_stratum(ears["age"], metrics.clinical_metrics, pred_thr=ears["est"],
-                                                 true_thr=ears["true"]),
-            },
+            "per_recording_head": labels.missing("thresholds") or {
+                **metrics.clinical_metrics(**rec_args), "no_response_rule": "no-response probability ≥ 0.5 → +inf",
+                "by_age": stratify.by_age_stratum(age, metrics.clinical_metrics, **rec_args)},
+            "per_ear_series": per_ear,
         },
     }
-    return groups, {"pred": pred, "ears": ears}
+    return groups, {"pred": pred, "ears": ears, "estimates": estimates, "labels": labels}
 
 
 # ---------------------------------------------------------------------------- baselines' predictions
@@ -242,4 +254,8 @@ def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: in
         e = series_arrays(records, estimated)
         out["ear_threshold_mae_db"][name] = ci(_thr_mae, e["patient"], est=e["est"], true=e["true"])
         out["ear_threshold_within_10db"][name] = ci(share_within_10db, e["patient"], est=e["est"], true=e["true"])
-    return out
+    labels = model["labels"]
+    needs = {"v_f1": "v_marks", "v_latency_mae_ms": "v_marks", "macro_f1": "classes", "balanced_accuracy": "classes",
+             "normal_vs_loss_kappa": "classes", "ear_threshold_mae_db": "thresholds",
+             "ear_threshold_within_10db": "thresholds"}
+    return {key: (methods if labels.has(needs[key]) else labels.missing(needs[key])) for key, methods in out.items()}

@@ -1,0 +1,91 @@
+"""Agreement with a clinic's own people: the clinician's wave marks and the experts' thresholds.
+
+- Marks: for every wave the records mark, the model's and the classical picker's latency beside
+  the mark (:mod:`abrflow.evaluation.mark_agreement`), with a Bland–Altman figure and a figure of the
+  traces where the model disagrees most, both marks drawn.
+- Thresholds: the model's per-ear threshold (the per-ear rule) and the classical methods' beside
+  the experts' (:mod:`abrflow.evaluation.threshold_agreement`): from ``--thresholds CSV``, else from
+  the rater file a SmartEP data set keeps beside its subject folders.
+
+Where the files carry neither, each section says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..clinical.picker import wave_i_latency_ms
+from ..data.readers.smartep_raters import find_thresholds_file, smartep_rater_thresholds
+from ..data.readers.thresholds_csv import read_thresholds_csv
+from ..data.records import ABRRecords
+from . import figures_agreement
+from .mark_agreement import mark_agreement, wave_marks, worst_rows
+from .threshold_agreement import threshold_agreement
+
+NO_MARKS = "no wave marks (I, III or V) in these files"
+NO_RATERS = ("no expert thresholds for these ears (give them with --thresholds CSV: patient_id, ear, threshold_db"
+             "[, rater])")
+#: Traces drawn in the worst-agreement figure.
+WORST_TRACES = 6
+
+
+def expert_raters(records: ABRRecords, data_paths: Sequence[str | os.PathLike] | None,
+                  thresholds_csv: str | os.PathLike | None) -> tuple[dict, str | None]:
+    """(per series key the raters' thresholds, where they came from): the CSV when given, else a
+    SmartEP rater file beside a folder that was read; ({}, None) when there are none."""
+    if thresholds_csv is not None:
+        return read_thresholds_csv(thresholds_csv), str(thresholds_csv)
+    for path in data_paths or ():
+        if Path(path).is_dir() and find_thresholds_file(records, path) is not None:
+            raters = smartep_rater_thresholds(records, mat_path=path)
+            if raters:
+                return raters, str(find_thresholds_file(records, path))
+    return {}, None
+
+
+def threshold_section(records: ABRRecords, estimates: dict, classical: dict, data_paths, thresholds_csv) -> dict:
+    """The threshold agreement of the model and the classical methods with the experts (or the reason)."""
+    raters, source = expert_raters(records, data_paths, thresholds_csv)
+    if not raters:
+        return {"reason": NO_RATERS}
+    methods = {"model": {key: float(e["threshold_db"]) for key, e in estimates.items()}}
+    methods.update({name: dict(values) for name, values in classical.items()})
+    return {"source": source, **threshold_agreement(methods, raters)}
+
+
+def mark_section(records: ABRRecords, pred: dict, reading, *, n_boot: int, seed: int) -> dict:
+    """Every marked wave, model and classical picker beside the clinician (or the reason)."""
+    if not any(np.isfinite(records.wave_latency_ms).any(axis=0)) and not records.v_present.any():
+        return {"reason": NO_MARKS}
+    methods = {
+        "model": {"V": np.asarray(pred["v_latency_ms"], np.float64), "V_present": pred["v_present_prob"] >= 0.5},
+        "classical picker": {"V": np.asarray(reading.picked["v_latency_ms"], np.float64),
+                             "I": wave_i_latency_ms(reading.filtered, records.time_ms),
+                             "V_present": np.asarray(reading.picked["v_present"], bool)},
+    }
+    # The simulator marks a wave wherever it is visible: there an unmarked trace is an absent wave.
+    absent = records.source.startswith("synthetic")
+    return mark_agreement(records, methods, n_boot=n_boot, seed=seed, unmarked_means_absent=absent)
+
+
+def mark_figures(out_dir: Path, records: ABRRecords, pred: dict, reading) -> dict[str, Path]:
+    """Bland–Altman of every method and marked wave, and the traces where the model's V is furthest off."""
+    marks_v, marks_i = wave_marks(records, "V"), wave_marks(records, "I")
+    panels = {"model, wave V": (pred["v_latency_ms"], marks_v),
+              "classical picker, wave V": (reading.picked["v_latency_ms"], marks_v)}
+    if np.isfinite(marks_i).any():
+        panels["classical picker, wave I"] = (wave_i_latency_ms(reading.filtered, records.time_ms), marks_i)
+    paths = {"mark_bland_altman": figures_agreement.bland_altman_marks(panels, out_dir / "mark_bland_altman.png")}
+    worst = worst_rows(records, pred["v_latency_ms"], marks_v, k=WORST_TRACES)
+    if worst:
+        rows = [w["row"] for w in worst]
+        marks = [{"clinician V": float(marks_v[r]), "model V": float(pred["v_latency_ms"][r]),
+                  "picker V": float(reading.picked["v_latency_ms"][r])} for r in rows]
+        titles = [f"{w['patient_id']} {w['ear']} {w['level_db']:g} dB: model {w['difference_ms']:+.2f} ms" for w in worst]
+        paths["worst_marks"] = figures_agreement.worst_traces(records.time_ms, records.signal[rows], marks, titles,
+                                                             out_dir / "worst_marks.png")
+    return paths

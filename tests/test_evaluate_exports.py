@@ -1,0 +1,111 @@
+"""evaluate on a clinic's own exports: whatever labels the files carry, every group runs or says why not.
+
+Real SmartEP series (no marks, no class, five raters' thresholds beside the files), a synthetic
+Eclipse export with wave marks on some traces and no diagnosis, several files joined, and an
+ensemble of separately trained checkpoints for the per-ear rule.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from abrflow.cli import main
+
+from .conftest import REAL
+from .fixtures_checkpoint import one_thread, trained, trained_seed2  # noqa: F401  (fixtures)
+from .test_readers_eclipse import write_export
+
+SMARTEP = REAL / "ihs-smartep-human"
+QUICK = ["--generate_samples", "0", "--bootstrap", "20", "--reconstruction_samples", "16", "--device", "cpu"]
+
+
+def _evaluate(capsys, out, *argv) -> tuple[dict, str]:
+    code = main(["evaluate", *argv, "--output_dir", str(out), *QUICK])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    report = (out / "report.txt").read_text(encoding="utf-8")
+    assert printed.out.startswith(report.splitlines()[0])
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8")), report
+
+
+def test_a_smartep_series_without_labels_is_evaluated_and_each_missing_group_says_so(trained, tmp_path,  # noqa: F811
+                                                                                    capsys):
+    m, report = _evaluate(capsys, tmp_path / "p6", "--checkpoint", str(trained.best), "--data", str(SMARTEP / "P6"))
+    assert m["labels"]["classes"] == 0 and m["labels"]["v_marks"] == 0 and m["labels"]["recordings"] > 100
+    assert m["classification"] == {"reason": "no hearing-loss labels in these files"}
+    assert m["peaks"] == {"reason": "no wave V marks in these files"}
+    assert m["clinical"]["per_recording_head"]["reason"] == "no thresholds in these files"
+    assert m["clinical"]["per_ear_series"]["n_ears"] == 1
+    for key in ("macro_f1", "v_f1", "ear_threshold_mae_db"):
+        assert "reason" in m["headline"][key]
+    for phrase in ("no hearing-loss labels in these files", "no wave V marks in these files",
+                   "no thresholds in these files", "the model estimated 1 ears"):
+        assert phrase in report
+    assert set(m["figures"]) == {"reconstructions"}  # figures of absent labels are not drawn
+    assert m["mark_agreement"]["reason"].startswith("no wave marks")
+    experts = m["threshold_agreement"]
+    assert experts["source"].endswith("thres_data_v2.mat") and experts["n_ears"] == 1
+    (ear,) = experts["ears"].values()
+    assert [v for _, v in ear["raters"]] == [5.0, 5.0, 5.0, 5.0, 0.0] if isinstance(ear["raters"], list) else True
+    assert ear["median_db"] == 5.0 and set(ear["methods"]) >= {"model", "cross-covariance"}
+    for rater in ("expert 1", "expert 5", "model", "cross-covariance"):  # the model and the raters side by side
+        assert rater in report
+
+
+def test_an_eclipse_export_with_some_marks_and_no_diagnosis(trained, tmp_path, capsys):  # noqa: F811
+    path, _ = write_export(tmp_path / "clinic.csv")
+    m, report = _evaluate(capsys, tmp_path / "eclipse", "--checkpoint", str(trained.best), "--data", str(path))
+    assert m["labels"]["v_marks"] == 3 and m["labels"]["wave_marks"]["I"] == 1 and m["labels"]["classes"] == 0
+    assert m["peaks"]["n_marked"] == 3 if "n_marked" in m["peaks"] else "reason" not in m["peaks"]
+    assert m["classification"] == {"reason": "no hearing-loss labels in these files"}
+    assert "latency_scatter" in m["figures"] and "confusion_matrix" not in m["figures"]
+    assert "CLASSES: no hearing-loss labels in these files" in report
+    waves = m["mark_agreement"]["waves"]
+    assert waves["V"]["methods"]["model"]["overall"]["n"] == 3
+    assert waves["I"]["methods"]["model"]["reason"] == "model does not read wave I"
+    assert waves["I"]["methods"]["classical picker"]["overall"]["n_marked"] == 1
+    assert {"mark_bland_altman", "worst_marks"} <= set(m["figures"])
+    assert "AGREEMENT WITH THE CLINICIAN'S MARKS" in report and "AGREEMENT WITH EXPERT THRESHOLDS: no expert" in report
+
+
+def test_expert_thresholds_from_a_csv_and_a_bad_row_named(trained, tmp_path, capsys):  # noqa: F811
+    from abrflow.data.readers import load_records
+
+    key = load_records(SMARTEP / "P8").series_key[0]
+    patient, ear, session = key.split("|")
+    good = tmp_path / "raters.csv"
+    good.write_text("patient_id,ear,session_id,threshold_db,rater\n"
+                    f"{patient},{ear},{session},30,A\n{patient},{ear},{session},25,B\n", encoding="utf-8")
+    m, report = _evaluate(capsys, tmp_path / "csv", "--checkpoint", str(trained.best), "--data", str(SMARTEP / "P8"),
+                          "--thresholds", str(good))
+    assert m["threshold_agreement"]["source"] == str(good) and m["threshold_agreement"]["n_ears"] == 1
+    assert "A" in report and "B" in report
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,ear,threshold_db\nP8,R,30\nP8,R,loud\n", encoding="utf-8")
+    code = main(["evaluate", "--checkpoint", str(trained.best), "--data", str(SMARTEP / "P8"), "--thresholds",
+                 str(bad), "--output_dir", str(tmp_path / "bad"), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.csv" in err and "3" in err and "threshold_db" in err
+
+
+def test_several_files_are_joined_and_an_ensemble_reads_the_ears(trained, trained_seed2, tmp_path,  # noqa: F811
+                                                                  capsys):
+    m, report = _evaluate(capsys, tmp_path / "both", "--checkpoint", str(trained.best), str(trained_seed2.best),
+                          "--data", str(SMARTEP / "P3"), str(SMARTEP / "P6"))
+    assert m["run"]["split"] == "2 files joined"
+    assert m["clinical"]["per_ear_series"]["n_ears"] == 2
+    assert len(m["run"]["ensemble"]) == 2
+    assert any("ensemble of 2 checkpoints" in note for note in m["run"]["notes"])
+    assert "ensemble of 2 checkpoints" in report
+
+
+def test_a_missing_data_file_among_several_is_named(trained, tmp_path, capsys):  # noqa: F811
+    code = main(["evaluate", "--checkpoint", str(trained.best), "--data", str(SMARTEP / "P6"),
+                 str(tmp_path / "nope.csv"), "--output_dir", str(tmp_path / "x"), *QUICK])
+    assert code == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
