@@ -11,11 +11,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from ...errors import ConfigError, DataError
 from ..records import ABRRecords
-from ..schema import DEFAULT_LEVEL_UNIT
+from ..stimulus import STIMULUS_FIELDS, unrecorded_fields
 
 SUPPORTED = (".npz (abrflow records), .pkl (legacy pickle), .csv/.tsv/.xlsx (clinic table), "
              ".csv (Interacoustics Eclipse export), .TXT (IHS SmartEP export), .hea/.dat (PhysioNet WFDB, "
@@ -124,16 +122,18 @@ def load_many(paths, *, table_options: dict | None = None, **options) -> ABRReco
 
     Files from different readers share the core fields; per-reader metadata (``extra``) is kept where
     every file has it (SmartEP and EARNDB half-averages, for instance), since rows of one table must
-    align. Each file's level unit is kept: rows of a file without one are marked dB nHL, so dB peSPL
-    rows from another file are never taken for dB nHL.
+    align. What was played is never dropped: each stimulus field (``abrflow.data.stimulus``: type,
+    frequency, polarity, level unit) that any file records is kept, and rows of a file without it get
+    the field's unrecorded value (type "unknown", frequency NaN, polarity "", unit dB nHL), so dB
+    peSPL tone bursts are never taken for dB nHL clicks and no stimulus is guessed to be a click.
     """
     parts = [load_records(p, table_options=table_options, **options) for p in paths]
     if len(parts) == 1:
         return parts[0]
-    units = [p.extra.get("level_unit") for p in parts]
-    if any(u is not None for u in units):
-        parts = [p if u is not None else p.replace(extra={**p.extra, "level_unit": np.full(len(p), DEFAULT_LEVEL_UNIT)})
-                 for p, u in zip(parts, units)]
+    for name in STIMULUS_FIELDS:
+        if any(name in p.extra for p in parts):
+            parts = [p if name in p.extra else p.replace(extra={**p.extra, name: unrecorded_fields(len(p))[name]})
+                     for p in parts]
     common = set.intersection(*(set(p.extra) for p in parts))
     return ABRRecords.concatenate([p.replace(extra={k: v for k, v in p.extra.items() if k in common})
                                    for p in parts])

@@ -18,9 +18,18 @@ Mapping to ``ABRRecords`` (decisions where the export is silent are marked *assu
   measured from stimulus onset (as clinicians read them), not from the first sample.
   ``Mark2/4/6/7/8`` go to ``extra["markK_latency_ms"]``/``["markK_amplitude_uv"]``.
 - ``Output`` → ear (Left/Right/L/R, or a phrase naming one side; Both/Binaural → ``?``),
-  ``Set Intensity`` → ``intensity_db`` (dB nHL), ``Stim Rate`` → ``stimulus_rate_hz``;
-  ``Accepted``/``Rejected`` → ``extra["sweeps_accepted"]``/``["sweeps_rejected"]``,
-  ``Polarity`` → ``extra["stimulus_polarity"]``. Fmp is not exported: NaN.
+  ``Set Intensity`` → ``intensity_db``, ``Stim Rate`` → ``stimulus_rate_hz``;
+  ``Accepted``/``Rejected`` → ``extra["sweeps_accepted"]``/``["sweeps_rejected"]``. Fmp is not
+  exported: NaN.
+- What was played (``abrflow.data.stimulus``): ``Stimulus`` → ``extra["stimulus_type"]``
+  ("Click", "Tone Burst", "CE-Chirp"…; a blank, unrecognised wording or no such column →
+  "unknown"); ``Polarity`` → ``extra["stimulus_polarity"]`` as written. The frequency
+  (``stimulus_frequency_khz``, tone bursts and chirps only) is the one the ``Stimulus`` cell writes
+  with its unit ("TB 2000 Hz", "4 kHz") or else a ``Stim Freq``/``Stim Frequency``/``Frequency``
+  column, *assumed* Hz when ≥ 100 and kHz when ≤ 20 (between: an error; a unit written in the cell
+  decides). ``level_unit``: dB nHL, the format's documented unit of ``Set Intensity``, unless a
+  preamble line whose key names a unit, intensity or level says dB peSPL or dB SPL (any other dB
+  unit there is an error, never read as dB nHL).
 - Patient: the first non-blank preamble value among ``PATIENT_ID_KEYS`` (``Patient ID`` before
   ``Name``: an id is stable, a name is not and is personal data), else the file stem.
   ``session_id`` is the date part of ``Date Time`` as written (the first word; the export's date
@@ -44,7 +53,15 @@ import numpy as np
 
 from ...errors import DataError
 from ..records import ABRRecords
-from ..schema import empty_rows
+from ..schema import DEFAULT_LEVEL_UNIT, empty_rows
+from ..stimulus import (
+    FREQUENCY_RANGE_KHZ,
+    LEVEL_UNITS,
+    TYPES_WITH_FREQUENCY,
+    frequency_khz_in,
+    parse_level_unit,
+    parse_stimulus_type,
+)
 from ..timebase import check_time_base, resampling_ratio, samples_needed, window_from_onset
 from ._common import EAR_NAMES, read_text
 
@@ -56,6 +73,7 @@ OTHER_MARKS = (2, 4, 6, 7, 8)      # kept in extra
 MARK_COLUMNS = tuple(c for k in range(1, 9) for c in (f"Mark{k} Lat", f"Mark{k} Ampl"))
 REQUIRED_COLUMNS = ("Date Time", "Accepted", "Rejected", "Stim Rate", "Set Intensity", "Polarity", "Output",
                     *MARK_COLUMNS, "Sweep Delay", "Sampl Interval", "Samples")
+FREQUENCY_COLUMNS = ("Stim Freq", "Stim Frequency", "Frequency")  # optional; the first non-blank is read
 BOTH_EARS = {"both", "binaural", "b", "bilateral"}
 ONSET_TOLERANCE_SAMPLES = 1e-3     # rounding in exported ms values; more is an onset between samples
 MAX_COUNT = 2**53                  # counts (sweeps, samples) above this are damage, not a count (int64, exact floats)
@@ -246,6 +264,46 @@ def _window(row: _Row, n_columns: int, file: str, *, signal_length: int, samplin
     return window_from_onset(values[onset:], ratio, signal_length)
 
 
+# ---------------------------------------------------------------- what was played
+
+
+def _stimulus(row: _Row, file: str) -> tuple[str, float]:
+    """(stimulus type, frequency kHz) of one row; see the module docstring."""
+    text = row.cells.get("Stimulus", "")
+    kind = parse_stimulus_type(text)
+    if kind not in TYPES_WITH_FREQUENCY:
+        return kind, np.nan
+    khz, column = frequency_khz_in(text), "Stimulus"
+    if np.isnan(khz):
+        column = next((c for c in FREQUENCY_COLUMNS if row.cells.get(c, "")), "")
+        cell = row.cells.get(column, "")
+        khz = frequency_khz_in(cell)
+        if np.isnan(khz) and cell:
+            value = _number(row, column, file)
+            khz = value / 1000.0 if value >= 100 else value if value <= 20 else np.inf
+    if np.isfinite(khz) and FREQUENCY_RANGE_KHZ[0] < khz <= FREQUENCY_RANGE_KHZ[1]:
+        return kind, khz
+    if np.isnan(khz):
+        return kind, khz
+    raise DataError("not a stimulus frequency (Hz ≥ 100 or kHz ≤ 20, or written with its unit)", file=file,
+                    row=f"line {row.line}", field=column)
+
+
+def _level_unit(preamble: dict[str, str], file: str) -> str:
+    """The unit of ``Set Intensity``: dB nHL unless a preamble line about the level's unit names another."""
+    named = set()
+    for key, value in preamble.items():
+        if any(word in key for word in ("unit", "intensity", "level")) and "db" in value.casefold():
+            unit = parse_level_unit(value)
+            if unit is None:
+                raise DataError(f"level unit {value!r} is not one of {list(LEVEL_UNITS)}", file=file, row="preamble",
+                                field=key)
+            named.add(unit)
+    if len(named) > 1:
+        raise DataError(f"names more than one level unit: {sorted(named)}", file=file, row="preamble")
+    return named.pop() if named else DEFAULT_LEVEL_UNIT
+
+
 # ---------------------------------------------------------------- reader
 
 
@@ -289,10 +347,14 @@ def read_eclipse(path: str | os.PathLike, *, signal_length: int = 200, sampling_
         stimulus_rate_hz=np.array([_number(r, "Stim Rate", file) for r in rows]),
         v_present=np.isfinite(latency[:, 2]), v_latency_ms=latency[:, 2], v_amplitude_uv=amplitude[:, 2],
         wave_latency_ms=latency, wave_amplitude_uv=amplitude)
+    stimuli = [_stimulus(r, file) for r in rows]
     extra = {
         "sweeps_accepted": np.array([_count(r, "Accepted", file) for r in rows], np.int64),
         "sweeps_rejected": np.array([_count(r, "Rejected", file) for r in rows], np.int64),
         "stimulus_polarity": np.array([r.cells.get("Polarity", "") for r in rows]),
+        "stimulus_type": np.array([kind for kind, _ in stimuli]),
+        "stimulus_frequency_khz": np.array([khz for _, khz in stimuli], np.float32),
+        "level_unit": np.full(n, _level_unit(preamble, file)),
         "sample_interval_ms": np.array([_number(r, "Sampl Interval", file) for r in rows], np.float32),
         "source_line": np.array([r.line for r in rows], np.int64),
     }

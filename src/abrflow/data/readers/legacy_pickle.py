@@ -17,7 +17,8 @@ What the file holds and how it maps to ``ABRRecords``:
 - ``clinical_threshold`` was synthesised from the class label by the original project, not
   measured: it is loaded, but flagged (``threshold_source="synthetic_from_class"`` and
   ``extra["threshold_is_synthetic"]``).
-- The file has no ear and no session: ear is ``"?"``, session is empty.
+- The file has no ear and no session: ear is ``"?"``, session is empty. Nor does it say what was
+  played: no stimulus field is written (``abrflow.data.stimulus.stimulus_of`` reads "unknown").
 """
 
 from __future__ import annotations

@@ -18,9 +18,16 @@ Each recording becomes one row:
 - ``extra["half_a"]``, ``extra["half_b"]`` = ``Buffer1(uV)``, ``Buffer2(uV)`` in the same time
   base; ``extra["split_half_r"]`` = their Pearson r over 1–10 ms after onset (see
   ``abrflow.data.split_half_r``): near 1 for a replicating response, near 0 for noise alone.
-- ``intensity_db`` from ``Intensity`` (dB nHL of the click; never from the file name),
-  ``stimulus_rate_hz`` from ``Stim. Rate``, ``ear`` from ``Ear``; ``Sweeps``, ``Artifacts``,
-  the sample period and onset go to ``extra``. Fmp is not exported: NaN.
+- ``intensity_db`` from ``Intensity`` (never from the file name), ``stimulus_rate_hz`` from
+  ``Stim. Rate``, ``ear`` from ``Ear``; ``Sweeps``, ``Artifacts``, the sample period and onset go
+  to ``extra``. Fmp is not exported: NaN.
+- What was played (``abrflow.data.stimulus``): ``Stim. Freq.`` in Hz > 0 → ``stimulus_type``
+  "tone_burst" at that frequency (``stimulus_frequency_khz``); 0 → "click" when ``Stimulus`` is
+  code 1 (the code of every click export seen), "unknown" for any other code (undocumented: no
+  click is assumed); rows missing or blank → "unknown". ``Stim. Mode`` is an undocumented code
+  (0 in every file seen; it may be the polarity): kept as text, ``stimulus_polarity`` =
+  "Stim. Mode 0". ``level_unit`` is dB nHL, the device's unit for clicks. The export names no unit:
+  for tone bursts dB nHL is the default, not something the file says.
 - No labels: ``hearing_loss`` −1, ``threshold_db`` NaN, ``v_present`` False. The experts'
   thresholds of the published data set are read by ``read_smartep_expert_thresholds``.
 - ``patient_id``: the subject folder's name (e.g. ``P3``) when a folder is read, the
@@ -39,12 +46,14 @@ import numpy as np
 from ...errors import DataError
 from ..halves import split_half_r
 from ..records import ABRRecords
-from ..schema import empty_rows
+from ..schema import DEFAULT_LEVEL_UNIT, empty_rows
+from ..stimulus import FREQUENCY_RANGE_KHZ, UNKNOWN
 from ..timebase import check_time_base, resampling_ratio, samples_needed, window_from_onset
 from ._common import EAR_NAMES, read_text
 
 DATA_KEY = "Data Pnt"
 RECORDING_COLUMNS = ("Average", "Average(uV)", "Buffer1", "Buffer1(uV)", "Buffer2", "Buffer2(uV)")
+CLICK_CODE = 1.0  # ``Stimulus`` of every click export seen (with ``Stim. Freq.`` 0)
 REQUIRED_KEYS = ("Identifier", "Ear", "Intensity", "Stim. Rate", "Sweeps", "Artifacts", "Smp. Period",
                  "Zero Position")
 POINTS_PER_RECORDING = 1024
@@ -257,6 +266,29 @@ def _ear(export: _Export, recording: int) -> str:
     return ear
 
 
+def _stimulus(export: _Export, recording: int) -> tuple[str, float, str]:
+    """(stimulus type, frequency kHz, polarity text) of one recording; see the module docstring."""
+    polarity = ""
+    if "Stim. Mode" in export.header and export.value("Stim. Mode", recording)[0]:
+        polarity = f"Stim. Mode {export.value('Stim. Mode', recording)[0]}"
+    if "Stim. Freq." not in export.header or not export.value("Stim. Freq.", recording)[0]:
+        return UNKNOWN, np.nan, polarity
+    hz = export.number("Stim. Freq.", recording)
+    if not np.isfinite(hz) or hz < 0 or hz > 1000.0 * FREQUENCY_RANGE_KHZ[1]:
+        _, line = export.value("Stim. Freq.", recording)
+        raise DataError(f"stimulus frequency {hz!r} Hz is not 0 (click) or a tone-burst frequency up to "
+                        f"{FREQUENCY_RANGE_KHZ[1]:g} kHz", file=str(export.path),
+                        row=f"line {line}, recording {recording + 1}", field="Stim. Freq.")
+    if hz > 0:
+        return "tone_burst", hz / 1000.0, polarity
+    code = export.value("Stimulus", recording)[0] if "Stimulus" in export.header else ""
+    try:
+        is_click = float(code) == CLICK_CODE
+    except ValueError:
+        is_click = False
+    return ("click" if is_click else UNKNOWN), np.nan, polarity
+
+
 def _records(export: _Export, patient_id: str | None, *, signal_length: int,
              sampling_rate_hz: float) -> ABRRecords:
     n = export.n_recordings
@@ -270,6 +302,7 @@ def _records(export: _Export, patient_id: str | None, *, signal_length: int,
     rows["intensity_db"] = np.array([export.number("Intensity", g) for g in range(n)])
     rows["stimulus_rate_hz"] = np.array([export.number("Stim. Rate", g) for g in range(n)])
     half_a, half_b = windows[:, 1].astype(np.float32), windows[:, 2].astype(np.float32)
+    kind, khz, polarity = zip(*(_stimulus(export, g) for g in range(n)))
     return ABRRecords(
         signal=windows[:, 0], sampling_rate_hz=sampling_rate_hz, signal_unit="uV", threshold_source="unknown",
         source=f"smartep:{export.path.name}", **rows,
@@ -284,6 +317,8 @@ def _records(export: _Export, patient_id: str | None, *, signal_length: int,
             "zero_position": np.array([export.count("Zero Position", g) for g in range(n)], np.int64),
             "recording": np.arange(1, n + 1, dtype=np.int64),
             "source_file": np.full(n, export.path.name),
+            "stimulus_type": np.array(kind), "stimulus_frequency_khz": np.array(khz, np.float32),
+            "stimulus_polarity": np.array(polarity), "level_unit": np.full(n, DEFAULT_LEVEL_UNIT),
         })
 
 

@@ -17,6 +17,11 @@ another rate, pass ``source_sampling_rate_hz``: each row is then resampled from 
 and cut to ``signal_length``. A row whose leading run of numeric samples cannot cover the window
 is an error, never padded.
 
+What was played (``abrflow.data.stimulus``): ``Stimulus Polarity`` → ``extra["stimulus_polarity"]``
+as written. The export names neither the stimulus (click or tone burst) nor its frequency nor the
+unit of ``Intensity``: nothing is recorded for them, so the type reads "unknown" (never assumed to be
+a click) and the unit the clinic formats' default, dB nHL.
+
 Filters (the original kept ``Stimulus Polarity == Alternate`` and ``Sweeps Rejected < 100``) drop
 rows without error; the counts are logged and returned with ``return_report=True``. Each dropped
 row is counted once, by the first filter that drops it (polarity, then sweeps). Rows that are

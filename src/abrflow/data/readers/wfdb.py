@@ -33,7 +33,9 @@ Comment line ``<SPL>: 10 <Stim Freq (kHz)>:1 <Ear>: r <Total Trials Used>:3953 <
 <residual noise level>: 4.1792 <Condition>: Normal`` maps to:
 
 - ``intensity_db`` = SPL, which for these tone bursts is dB peSPL, not dB nHL:
-  ``extra["level_unit"] = "dB peSPL"`` says so; ``extra["stimulus_frequency_khz"]``.
+  ``extra["level_unit"] = "dB peSPL"`` says so; ``extra["stimulus_frequency_khz"]`` from
+  ``Stim Freq (kHz)``; ``extra["stimulus_type"]`` "tone_burst" (the data set's stimulus: the file
+  gives only the frequency). The polarity is not recorded (``abrflow.data.stimulus``: unknown).
 - ``ear`` r/l → R/L; ``hearing_loss`` from Condition (Normal → 0 NORMAL).
 - ``fmp`` = mean of the halves' ``wnsfmp`` (the export has no Fmp of the combined average);
   the halves' values are kept in ``extra["fmp_half_a"]``/``["fmp_half_b"]``.
@@ -66,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 PEAK_RANGE_UV = (0.005, 5.0)
 LEVEL_UNIT = "dB peSPL"
+STIMULUS_TYPE = "tone_burst"  # EARNDB's stimuli (shared/real/README.md); the comment line gives only the frequency
 SPLIT_HALF_WINDOW_MS = (1.0, 10.0)
 
 
@@ -196,6 +199,7 @@ def _records(pairs: list[tuple[Half, Half]], windows: np.ndarray, onsets: dict[t
             "fmp_half_b": fmp[:, 1].astype(np.float32),
             "residual_noise_half_a": noise[:, 0].astype(np.float32),
             "residual_noise_half_b": noise[:, 1].astype(np.float32),
+            "stimulus_type": np.full(n, STIMULUS_TYPE),
             "stimulus_frequency_khz": np.array([v["khz"] for v in values], np.float32),
             "level_unit": np.full(n, LEVEL_UNIT),
             "header_borrowed": np.array([a.header_borrowed or b.header_borrowed for a, b in pairs]),

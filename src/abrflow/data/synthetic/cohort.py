@@ -12,6 +12,7 @@ import numpy as np
 
 from ..records import ABRRecords
 from ..records_dir import RecordsDirWriter
+from ..schema import DEFAULT_LEVEL_UNIT
 from .noise import _CHUNK_ROWS, _half_averages, _noise_parameters, amplifier_sos, eeg_noise_uv
 from .physiology import N_CLASSES, NEUROPATHY, Physiology, _bad, make_physiology
 from .plan import _allocate, _ear_physiology, _patient_class_probabilities, _plan_cohort
@@ -128,6 +129,11 @@ def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz:
             "noise_sd_uv": noise_sd_uv,
             "artifact_burst": noise["artifact"],
             "eeg_exponent": noise["eeg_exponent"].astype(np.float32),
+            # What was played (abrflow.data.stimulus): clicks at dB nHL; a single polarity is not named.
+            "stimulus_type": np.full(n, "click"),
+            "stimulus_frequency_khz": np.full(n, np.nan, np.float32),
+            "stimulus_polarity": np.full(n, "alternating" if alternate_polarity else ""),
+            "level_unit": np.full(n, DEFAULT_LEVEL_UNIT),
         })
     if half_averages:
         records.extra.update(_half_averages(seed, signal, noise, fs_hz, n_samples, phys))
