@@ -35,9 +35,12 @@ REQUIRED_METADATA: tuple[str, ...] = ("format", "package_version", "config", "no
 
 
 def metadata(*, config: dict, config_hash: str, normalization: dict | None, target_stats: Mapping,
-             class_names, static_fields, signal_length: int, sampling_rate_hz: float) -> dict:
-    """``ckpt["abrflow"]``: everything inference needs besides the weights, as weights_only-safe types."""
-    return {
+             class_names, static_fields, signal_length: int, sampling_rate_hz: float,
+             stimulus: Mapping | None = None) -> dict:
+    """``ckpt["abrflow"]``: everything inference needs besides the weights, as weights_only-safe types.
+    ``stimulus``: the stimulus types and level units the training recordings were played with
+    (``{"types": [...], "level_units": [...]}``; a checkpoint without it was trained on clicks in dB nHL)."""
+    out = {
         "format": CHECKPOINT_FORMAT,
         "package_version": __version__,
         "config": config,
@@ -48,6 +51,10 @@ def metadata(*, config: dict, config_hash: str, normalization: dict | None, targ
         "static_fields": [str(f) for f in static_fields],
         "time_base": {"signal_length": int(signal_length), "sampling_rate_hz": float(sampling_rate_hz)},
     }
+    if stimulus is not None:
+        out["stimulus"] = {"types": [str(t) for t in stimulus["types"]],
+                           "level_units": [str(u) for u in stimulus["level_units"]]}
+    return out
 
 
 def version_tuple(text: str) -> tuple[int, ...]:

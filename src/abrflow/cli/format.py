@@ -100,18 +100,23 @@ def format_series(results: dict) -> str:
         else:
             thr = f"{_series_num(r['threshold_db'])} {unit} [{_series_num(r['lo_db'])}, {_series_num(r['hi_db'])}]"
         lines.append(f"{ear}: model threshold {thr} ({r['method']}, {r['n_levels']} levels)")
+        if r.get("stimulus"):
+            lines.append(f"  stimulus:        {r['stimulus']}"
+                         + (f" — NOTE: {r['stimulus_note']}" if r.get("stimulus_note") else ""))
         if "baselines" in r:
             b = r["baselines"]
             lines.append("  classical:       " + "; ".join(
                 f"{name.replace('_db', '').replace('_', ' ')} {_series_num(b[name])}" for name in BASELINES
                 if b.get(name) is not None)
                 + (f" (halves replicate at r ≥ {b['replication_min_r']:.2f})" if b.get("replication_min_r") else ""))
+            if b.get("picker_note"):
+                lines.append(f"  NOTE: {b['picker_note']}")
         li = r["latency_intensity"]
         points = []
         for j, lv in enumerate(li["intensity_db"]):
             model = _series_num(li["v_latency_ms"][j], ".2f")
             point = f"{lv:g}: {model}"
-            if "picker_v_latency_ms" in li:
+            if li.get("picker_v_latency_ms") and li["picker_v_latency_ms"][j] is not None:
                 point += f"/{_series_num(li['picker_v_latency_ms'][j], '.2f')}"
             points.append(point)
         slope = li["slope_ms_per_db"]

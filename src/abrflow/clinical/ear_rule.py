@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..data.records import ABRRecords
-from .levels import level_units, model_view
+from .levels import TrainedStimulus, level_units, model_view, series_stimulus_notes
 from .replication import MODEL_GATE_MIN_R, replicates
 from .series import series_rows
 from .thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
@@ -46,18 +46,21 @@ def gated_response_prob(records: ABRRecords, v_present_prob: np.ndarray) -> tupl
 
 
 def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
-                   criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
+                   criterion: float = MODEL_RESPONSE_CRITERION, trained: TrainedStimulus | None = None
+                   ) -> dict[str, dict]:
     """Per level series (patient + ear + session, in sorted key order): the ear's threshold with its
     interval (``SeriesThreshold`` fields) and the wave V latency–intensity function.
 
     ``analysed``: the model's outputs per row of ``records``, read from ``model_view(records)``;
     ``v_present_prob`` and ``v_latency_ms`` are used. Levels are the recorded ones, in their unit
-    (``level_unit``).
+    (``level_unit``). Each ear says what was played (``stimulus``) and whether that is outside what
+    the model was trained on (``trained``; ``stimulus_outside_training``, ``stimulus_note``).
     """
     prob, replicating = gated_response_prob(records, analysed["v_present_prob"])
     latency = np.asarray(analysed["v_latency_ms"], np.float64)
     estimates = series_thresholds(records, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
     units = level_units(records)
+    stimulus = series_stimulus_notes(records, trained)
     out = {}
     for key, rows in series_rows(records).items():
         levels = records.intensity_db[rows].astype(np.float64)
@@ -77,6 +80,8 @@ def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
         out[key] = {
             "patient_id": str(records.patient_id[first]), "ear": str(records.ear[first]),
             "session_id": str(records.session_id[first]), "level_unit": str(units[first]),
+            "stimulus": stimulus[key]["stimulus"], "stimulus_outside_training": stimulus[key]["outside_training"],
+            "stimulus_note": stimulus[key]["note"],
             **estimates[key].as_dict(),
             "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
                                   "v_present_prob": p_level, "v_latency_ms": lat_level,
@@ -91,5 +96,6 @@ def read_ears(analyser, records: ABRRecords, criterion: float = MODEL_RESPONSE_C
     ``analyser``: anything with ``analyse_records(records, return_confidence=False)`` — one model
     (``ABRInference``) or an ensemble (``ABREnsemble``, whose probabilities are the members' mean).
     """
-    analysed = analyser.analyse_records(model_view(records), return_confidence=False)
-    return ear_thresholds(records, analysed, criterion)
+    trained = getattr(analyser, "trained_stimulus", None)
+    analysed = analyser.analyse_records(model_view(records, trained), return_confidence=False)
+    return ear_thresholds(records, analysed, criterion, trained)

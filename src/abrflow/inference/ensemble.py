@@ -56,6 +56,10 @@ class ABREnsemble:
         return self.members[0].cfg
 
     @property
+    def trained_stimulus(self):
+        return self.members[0].trained_stimulus
+
+    @property
     def signal_length(self) -> int:
         return self.members[0].signal_length
 

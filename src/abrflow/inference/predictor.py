@@ -35,6 +35,7 @@ from ..clinical.calibration import (
     probabilities,
 )
 from ..clinical.ear_rule import read_ears
+from ..clinical.levels import TrainedStimulus, model_view
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
 from ..data.schema import STATIC_FIELDS
@@ -75,6 +76,7 @@ class ABRInference:
         self.sampling_rate_hz = loaded.sampling_rate_hz
         self.calibration = loaded.calibration
         self.metadata = loaded.metadata
+        self.trained_stimulus = TrainedStimulus.from_dict(loaded.metadata.get("stimulus"))
         self.model = loaded.model.to(self.device).eval()
         self.diffusion = ABRDiffusion.from_config(self.cfg.diffusion)
         level = confidence_level if confidence_level is not None else (
@@ -247,7 +249,7 @@ class ABRInference:
         """
         self._check_records(records)
         confidence = self._confidence(return_confidence)
-        static = static_array(records.static)
+        static = static_array(model_view(records, self.trained_stimulus).static)
         return self._interpret(self._measured_heads(records.signal, static), confidence)
 
     def analyse(self, signal: np.ndarray, age: float | None = None, intensity: float | None = None,

@@ -15,10 +15,12 @@ import numpy as np
 
 from ..clinical.classical import read_classical
 from ..clinical.classical_thresholds import lowest_responding_level
+from ..clinical.levels import norms_apply
 from ..clinical.replication import REPLICATION_MIN_R, replicates, replication_criterion
 from ..clinical.series import series_rows
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
+from ..data.stimulus import stimulus_of
 
 BASELINES: dict[str, str] = {
     "crosscov_db": "cross-covariance (Suthakar & Liberman 2019)",
@@ -30,16 +32,22 @@ BASELINES: dict[str, str] = {
 
 def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
     """Per series key: the model's estimate (see ``estimate_threshold``) plus ``baselines`` (dB, +inf =
-    no response, None = not available) and the picker's latencies in ``latency_intensity``."""
+    no response, None = not available) and the picker's latencies in ``latency_intensity``.
+
+    The classical picker searches wave V in a window set by click latency norms: for a series played
+    with another stimulus (a tone burst, a chirp) it is not applied (None, and ``picker_note`` says
+    why) — a click norm is never read against a tone burst."""
     out = inference.estimate_threshold(records, criterion=criterion)
     reading = read_classical(records)
     picked, crosscov, lowest_peak = reading.picked, reading.crosscov_db, reading.lowest_peak_db
     criterion = replication_criterion(records)
     replicating = replicates(records, criterion)
+    types = stimulus_of(records)["stimulus_type"]
     for key, rows in series_rows(records).items():
         levels = records.intensity_db[rows].astype(np.float64)
+        clicks = norms_apply(np.unique(types[rows]).tolist())
         out[key]["baselines"] = {
-            "crosscov_db": crosscov[key], "lowest_peak_db": lowest_peak[key],
+            "crosscov_db": crosscov[key], "lowest_peak_db": lowest_peak[key] if clicks else None,
             "replication_db": None if replicating is None else lowest_responding_level(levels, replicating[rows]),
             "replication_min_r": None if replicating is None else criterion,
         }
@@ -49,5 +57,9 @@ def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPO
             at = rows[levels == lv]
             found = at[picked["v_present"][at]]
             picker.append(float(np.nanmean(picked["v_latency_ms"][found])) if found.size else math.nan)
-        li["picker_v_latency_ms"] = picker
+        li["picker_v_latency_ms"] = picker if clicks else [None] * len(picker)
+        if not clicks:
+            out[key]["baselines"]["picker_note"] = (f"classical picker not applied: its wave V window comes from click "
+                                                    f"latency norms, and this series was recorded with "
+                                                    f"{out[key]['stimulus']}")
     return out

@@ -43,7 +43,8 @@ def series_tables(results: Mapping[str, dict]) -> tuple[dict[str, np.ndarray], d
     """``series_report`` → (one row per ear, one row per ear and tested level)."""
     keys = list(results)
     ears: dict[str, list] = {"series_key": keys}
-    for name in ("patient_id", "ear", "session_id", "level_unit", "method", "n_levels",
+    for name in ("patient_id", "ear", "session_id", "level_unit", "stimulus", "stimulus_outside_training", "method",
+                 "n_levels",
                  "threshold_db", "lo_db", "hi_db", "no_response_up_to_db"):
         ears[name] = [results[k].get(name) for k in keys]
     for name in ("crosscov_db", "lowest_peak_db", "replication_db"):
@@ -59,7 +60,7 @@ def series_tables(results: Mapping[str, dict]) -> tuple[dict[str, np.ndarray], d
                     levels.setdefault(name, []).append(values[j])
     as_arrays = {name: np.array([math.nan if v is None else v for v in values])
                  for name, values in ears.items()}
-    return as_arrays, {name: np.array(values) for name, values in levels.items()}
+    return as_arrays, {name: np.array([math.nan if v is None else v for v in values]) for name, values in levels.items()}
 
 
 def write_csv(path: str | os.PathLike, columns: Mapping[str, np.ndarray]) -> str:

@@ -42,13 +42,14 @@ class ABRLightningModule(L.LightningModule):
     """Model + diffusion + multi-task loss; checkpoints carry everything inference needs."""
 
     def __init__(self, cfg, model=None, *, normalization: dict | None = None,
-                 target_stats: dict | None = None, class_counts=None):
+                 target_stats: dict | None = None, class_counts=None, stimulus: dict | None = None):
         super().__init__()
         self.cfg = cfg
         self.model = model if model is not None else build_model(cfg)
         self.diffusion = ABRDiffusion.from_config(cfg.diffusion)
         self.loss_fn = MultiTaskLoss(cfg.loss, class_counts)
         self.normalization = normalization
+        self.stimulus = stimulus
         self.target_stats = {k: tuple(map(float, v)) for k, v in (target_stats or {}).items()}
         if self.target_stats:
             self.model.set_target_stats(**self.target_stats)
@@ -213,7 +214,8 @@ class ABRLightningModule(L.LightningModule):
         return metadata(config=to_dict(self.cfg), config_hash=config_hash(self.cfg),
                         normalization=self.normalization, target_stats=self.target_stats,
                         class_names=CLASS_NAMES, static_fields=STATIC_FIELDS,
-                        signal_length=self.cfg.data.signal_length, sampling_rate_hz=self.cfg.data.sampling_rate_hz)
+                        signal_length=self.cfg.data.signal_length, sampling_rate_hz=self.cfg.data.sampling_rate_hz,
+                        stimulus=self.stimulus)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["abrflow"] = self.abrflow_metadata()

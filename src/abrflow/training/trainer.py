@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import (
 )
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
+from ..clinical.levels import TrainedStimulus
 from ..config import config_hash, to_yaml
 from ..data.datamodule import ABRDataModule
 from ..errors import AbrflowError
@@ -168,8 +169,10 @@ class ABRTrainer:
     def build_module(self) -> ABRLightningModule:
         L.seed_everything(self.cfg.project.seed, workers=True, verbose=False)
         normalization, target_stats, class_counts = self._data_statistics()
+        stimulus = (TrainedStimulus.of(self.datamodule.split_records("train")).as_dict()
+                    if self.datamodule is not None else None)
         self.module = ABRLightningModule(self.cfg, self._model, normalization=normalization,
-                                         target_stats=target_stats, class_counts=class_counts)
+                                         target_stats=target_stats, class_counts=class_counts, stimulus=stimulus)
         if self.overfit_batches:
             self.module.fixed_train_noise_seed = int(self.cfg.project.seed)
         if self.cfg.hardware.compile:
