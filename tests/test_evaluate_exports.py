@@ -27,6 +27,8 @@ def _evaluate(capsys, out, *argv) -> tuple[dict, str]:
     assert code == 0, printed.err
     report = (out / "report.txt").read_text(encoding="utf-8")
     assert printed.out.startswith(report.splitlines()[0])
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "http://" not in page and "https://" not in page
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), report
 
 
@@ -109,3 +111,47 @@ def test_a_missing_data_file_among_several_is_named(trained, tmp_path, capsys): 
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _tone_burst_series(folder):
+    """SmartEP P6 as if played as 12 kHz tone bursts (every file's `Stim. Freq.` set to 12000 Hz)."""
+    from .test_stimulus import _set_row
+
+    folder.mkdir()
+    change = _set_row("Stim. Freq.", "12000")
+    for path in sorted((SMARTEP / "P6").glob("*.TXT")):
+        lines = path.read_text(encoding="ascii").split("\n")
+        (folder / path.name).write_text("\n".join(change(line) for line in lines), encoding="ascii", newline="")
+    return folder
+
+
+def test_a_tone_burst_series_is_flagged_in_every_output(trained, tmp_path, capsys):  # noqa: F811
+    """The model was trained on clicks: for a tone-burst series it reads the intensity as unknown,
+    every output says so, and no click norm (the classical picker's window) is read against it."""
+    import numpy as np
+
+    from abrflow.data.readers import load_records
+    from abrflow.inference.predictor import ABRInference
+
+    series = _tone_burst_series(tmp_path / "P6tb")
+    code = main(["threshold", str(series), "--checkpoint", str(trained.best), "--output_dir", str(tmp_path / "thr"),
+                 "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "tone burst 12 kHz" in out and "outside what the model was trained on" in out
+    assert "classical picker not applied" in out
+    (ear,) = json.loads((tmp_path / "thr" / "thresholds.json").read_text(encoding="utf-8")).values()
+    assert ear["stimulus_outside_training"] is True and ear["baselines"]["lowest_peak_db"] is None
+    assert all(v is None for v in ear["latency_intensity"]["picker_v_latency_ms"])
+
+    model = ABRInference(trained.best, device="cpu")
+    records = load_records(series, signal_length=200, sampling_rate_hz=20000.0)
+    unknown = records.replace(intensity_db=np.full(len(records), np.nan, np.float32))
+    np.testing.assert_array_equal(model.analyse_records(records)["v_present_prob"],
+                                  model.analyse_records(unknown)["v_present_prob"])
+
+    m, report = _evaluate(capsys, tmp_path / "eval", "--checkpoint", str(trained.best), "--data", str(series))
+    assert any("tone burst 12 kHz" in note for note in m["run"]["notes"])
+    assert "outside what the model was trained on" in report
+    (estimate,) = m["clinical"]["per_ear_series"].get("estimates", {None: ear}).values()
+    assert estimate["stimulus_outside_training"] is True

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(result), end="")
     print(f"metrics:           {result['files']['metrics']}")
     print(f"report:            {result['files']['report']}")
+    print(f"printable report:  {result['files']['html']}")
     return 0
 
 

@@ -42,6 +42,7 @@ from .data import THRESHOLD_TRUTH, load_evaluation_data
 from .generation import FrechetEncoder, evaluate_generation
 from .reconstruction import RECONSTRUCTION_MAX, RECONSTRUCTION_T, reconstruct, signal_group
 from .render import format_report
+from .render_html import format_html
 from .scoring import baseline_by_age, baseline_predictions, headline, score_model, series_arrays
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | Sequence[str | os.PathLi
 
     lap("checkpoint_and_data")
     groups, model = score_model(inference, records, ensemble=ensemble)
+    flagged = [f"{e['patient_id']} ear {e['ear']}: {e['stimulus_note']}" for e in model["estimates"].values()
+               if e["stimulus_note"]]
+    evald.notes.extend(flagged[:20] + ([f"… {len(flagged) - 20} more ears alike"] if len(flagged) > 20 else []))
     if ensemble is not None:
         evald.notes.append(f"per-ear thresholds: the per-ear rule on an ensemble of {len(members)} checkpoints "
                            "(wave-V probabilities averaged); every other group: the first checkpoint")
@@ -253,7 +257,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | Sequence[str | os.PathLi
     lap("figures")
     result["run"]["seconds"] = round(time.perf_counter() - start, 1)
     result["run"]["seconds_by_stage"] = stage_seconds
-    result["files"] = {"metrics": str(out_dir / "metrics.json"), "report": str(out_dir / "report.txt")}
+    result["files"] = {"metrics": str(out_dir / "metrics.json"), "report": str(out_dir / "report.txt"),
+                       "html": str(out_dir / "report.html")}
     write_json(out_dir / "metrics.json", result)
     atomic_write_text(out_dir / "report.txt", format_report(result))
+    atomic_write_text(out_dir / "report.html", format_html(result))
     return result

@@ -24,6 +24,9 @@ from .baselines import HandFeatureClassifier, majority_baseline
 from .labels import labels_of
 
 NAN = float("nan")
+#: What metrics.json keeps of each ear's estimate (the latency–intensity function is in ``abrflow threshold``'s).
+EAR_FIELDS = ("patient_id", "ear", "session_id", "threshold_db", "lo_db", "hi_db", "method", "level_unit",
+              "stimulus", "stimulus_outside_training", "stimulus_note")
 
 
 # ---------------------------------------------------------------------------- small scorers (bootstrap)
@@ -125,7 +128,8 @@ def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, di
     ``ensemble`` (an ``ABREnsemble``): the per-ear thresholds come from its averaged probabilities,
     as ``abrflow threshold`` with several checkpoints gives them; every other group from ``inference``."""
     calibrated = inference.calibrated
-    pred = inference.analyse_records(model_view(records), return_confidence=calibrated)
+    trained = inference.trained_stimulus
+    pred = inference.analyse_records(model_view(records, trained), return_confidence=calibrated)
     names = list(inference.class_names)
     y = records.hearing_loss.astype(int)
     age = records.age_years.astype(np.float64)
@@ -136,8 +140,9 @@ def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, di
     head_thr = np.where(pred["threshold_no_response_prob"] >= 0.5, np.inf, pred["threshold_db"])
     rec_args = dict(pred_thr=head_thr, true_thr=records.threshold_db.astype(np.float64),
                     pred_class=pred["hearing_loss"], true_class=y)
-    rule_pred = pred if ensemble is None else ensemble.analyse_records(model_view(records), return_confidence=False)
-    estimates = ear_thresholds(records, rule_pred)
+    rule_pred = pred if ensemble is None else ensemble.analyse_records(model_view(records, trained),
+                                                                       return_confidence=False)
+    estimates = ear_thresholds(records, rule_pred, trained=trained)
     ears = series_arrays(records, estimates)
     methods, counts = np.unique([e["method"] for e in estimates.values()], return_counts=True)
     labels = labels_of(records)
@@ -149,6 +154,7 @@ def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, di
                   "no response, where the records carry them)",
         "n_ears": len(estimates),
         "estimate_methods": {str(m): int(c) for m, c in zip(methods, counts)},
+        "estimates": {key: {name: e[name] for name in EAR_FIELDS} for key, e in estimates.items()},
     }
     if labels.has("thresholds"):
         per_ear.update(recorded=metrics.clinical_metrics(ears["est"], ears["true"]),
