@@ -155,3 +155,31 @@ def test_a_tone_burst_series_is_flagged_in_every_output(trained, tmp_path, capsy
     assert "outside what the model was trained on" in report
     (estimate,) = m["clinical"]["per_ear_series"].get("estimates", {None: ear}).values()
     assert estimate["stimulus_outside_training"] is True
+
+
+def test_an_earndb_tone_burst_series_and_a_clinic_spreadsheet(trained, tmp_path, capsys):  # noqa: F811
+    """EARNDB (tone bursts, dB peSPL, no marks, no raters) and the clinic table (classes and wave V/I
+    marks on some rows, no thresholds): each group present or explained, nothing crashes."""
+    import shutil
+
+    from .test_readers_table import _csv
+
+    earndb = tmp_path / "earndb_n1"
+    earndb.mkdir()
+    for path in (REAL / "earndb").glob("N1_*"):
+        shutil.copy(path, earndb / path.name)
+    m, report = _evaluate(capsys, tmp_path / "earndb", "--checkpoint", str(trained.best), "--data", str(earndb))
+    assert m["clinical"]["per_ear_series"]["n_ears"] == 2
+    assert all(e["stimulus_outside_training"] for e in m["clinical"]["per_ear_series"]["estimates"].values())
+    assert all(e["level_unit"] == "dB peSPL" for e in m["clinical"]["per_ear_series"]["estimates"].values())
+    assert "tone burst 1 kHz" in report and "tone burst 4 kHz" in report
+    assert m["threshold_agreement"]["reason"].startswith("no expert thresholds")
+
+    table = _csv(tmp_path)
+    m, report = _evaluate(capsys, tmp_path / "table", "--checkpoint", str(trained.best), "--data", str(table),
+                          "data.table.polarity=null", "data.table.max_sweeps_rejected=null")
+    assert m["labels"]["classes"] == m["labels"]["recordings"] == 6
+    assert "reason" not in m["classification"] and m["classification"]["n"] == 6
+    assert m["clinical"]["per_recording_head"] == {"reason": "no thresholds in these files"}
+    assert m["mark_agreement"]["waves"]["V"]["methods"]["model"]["overall"]["n_marked"] == 4
+    assert m["mark_agreement"]["waves"]["III"]["reason"] == "no wave III marks in these files"
