@@ -147,8 +147,14 @@ def test_a_tone_burst_series_is_flagged_in_every_output(trained, tmp_path, capsy
     model = ABRInference(trained.best, device="cpu")
     records = load_records(series, signal_length=200, sampling_rate_hz=20000.0)
     unknown = records.replace(intensity_db=np.full(len(records), np.nan, np.float32))
-    np.testing.assert_array_equal(model.analyse_records(records)["v_present_prob"],
-                                  model.analyse_records(unknown)["v_present_prob"])
+    analysed = model.analyse_records(records)
+    np.testing.assert_array_equal(analysed["v_present_prob"], model.analyse_records(unknown)["v_present_prob"])
+    assert analysed["stimulus_outside_training"].all()
+    assert main(["infer", "--checkpoint", str(trained.best), "--input_file", str(series / "TEMP-06-60db.TXT"),
+                 "--output_dir", str(tmp_path / "infer"), "--device", "cpu"]) == 0
+    assert "outside what the model was trained on" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "infer" / "predictions.json").read_text(encoding="utf-8"))
+    assert all(row["stimulus_outside_training"] is True for row in rows)
 
     m, report = _evaluate(capsys, tmp_path / "eval", "--checkpoint", str(trained.best), "--data", str(series))
     assert any("tone burst 12 kHz" in note for note in m["run"]["notes"])

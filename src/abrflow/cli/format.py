@@ -80,6 +80,10 @@ def format_batch(rows: list[dict], limit: int = 20) -> str:
         lines.append(f"… {len(rows) - limit} more rows in the output file")
     counts = Counter(r["classification"]["predicted_category"] for r in rows)
     lines.append("predicted:         " + ", ".join(f"{k} {n}" for k, n in counts.most_common()))
+    outside = sum(bool(r.get("stimulus_outside_training")) for r in rows)
+    if outside:
+        lines.append(f"NOTE:              {outside} recording(s) were played with a stimulus or level unit outside what "
+                     "the model was trained on: their intensity was read as unknown")
     return "\n".join(lines)
 
 

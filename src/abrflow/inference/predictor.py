@@ -35,7 +35,7 @@ from ..clinical.calibration import (
     probabilities,
 )
 from ..clinical.ear_rule import read_ears
-from ..clinical.levels import TrainedStimulus, model_view
+from ..clinical.levels import TrainedStimulus, model_view, outside_training
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
 from ..data.schema import STATIC_FIELDS
@@ -243,14 +243,18 @@ class ABRInference:
         Keys: ``v_present_prob``, ``v_latency_ms``, ``v_amplitude_uv``, ``hearing_loss`` (code),
         ``hearing_loss_prob`` [N, 5], ``threshold_db``, ``threshold_no_response_prob``; with intervals
         also ``v_latency_ms_lo/_hi``, ``v_amplitude_uv_lo/_hi``, ``threshold_db_lo/_hi`` and
-        ``hearing_loss_set`` [N, 5] (conformal class set). ``return_confidence``: None = intervals
+        ``hearing_loss_set`` [N, 5] (conformal class set); ``stimulus_outside_training`` (the recording was
+        played with a stimulus or level unit the model was not trained on: its intensity was read as
+        unknown). ``return_confidence``: None = intervals
         when the checkpoint is calibrated, True = required, False = none. Records must be on the
         model's time base (``load_records(path, signal_length=…, sampling_rate_hz=…)``).
         """
         self._check_records(records)
         confidence = self._confidence(return_confidence)
         static = static_array(model_view(records, self.trained_stimulus).static)
-        return self._interpret(self._measured_heads(records.signal, static), confidence)
+        out = self._interpret(self._measured_heads(records.signal, static), confidence)
+        out["stimulus_outside_training"] = outside_training(records, self.trained_stimulus)
+        return out
 
     def analyse(self, signal: np.ndarray, age: float | None = None, intensity: float | None = None,
                 stimulus_rate: float | None = None, fmp: float | None = None, sampling_rate_hz: float | None = None,

@@ -90,5 +90,7 @@ def prediction_rows(model, arrays: Mapping[str, np.ndarray]) -> list[dict]:
         for key in ("id", "patient_id", "ear"):
             if key in arrays:
                 row[key] = str(arrays[key][i])
+        if "stimulus_outside_training" in arrays:
+            row["stimulus_outside_training"] = bool(arrays["stimulus_outside_training"][i])
         rows.append(row)
     return rows
