@@ -24,7 +24,7 @@ test: venv
 
 # The property-based fault tests with 1000 generated cases per target (`make test` runs 30, derandomized);
 # cases run and escapes per target are printed at the end and written to .hypothesis/fuzz_counts.json.
-FUZZ_TESTS ?= tests/test_fuzz_readers.py tests/test_fuzz_config.py tests/test_fuzz_inference.py
+FUZZ_TESTS ?= tests/test_fuzz_readers.py tests/test_fuzz_config.py tests/test_fuzz_inference.py tests/test_fuzz_evaluate.py
 fuzz: venv
 	mkdir -p .hypothesis
 	HYPOTHESIS_PROFILE=fuzz ABRFLOW_FUZZ_COUNTS=.hypothesis/fuzz_counts.json $(BIN)/python -m pytest $(PYTEST_ARGS) $(FUZZ_TESTS)
