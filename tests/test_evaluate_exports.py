@@ -103,6 +103,20 @@ def test_several_files_are_joined_and_an_ensemble_reads_the_ears(trained, traine
     assert "ensemble of 2 checkpoints" in report
 
 
+def test_a_signal_beyond_the_models_range_names_its_file(trained, tmp_path, capsys):  # noqa: F811
+    """A sample the reader accepts (1e30 µV) but no model can read: one line naming the file, exit 2."""
+    from .test_readers_eclipse import ROWS
+
+    rows = [dict(r) for r in ROWS]
+    rows[0]["100"] = "1e30"
+    path, _ = write_export(tmp_path / "clinic.csv", rows=rows)
+    code = main(["evaluate", "--checkpoint", str(trained.best), "--data", str(path), "--output_dir",
+                 str(tmp_path / "out"), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and "clinic.csv" in err and err.count("\n") == 1 and "model units" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 def test_a_missing_data_file_among_several_is_named(trained, tmp_path, capsys):  # noqa: F811
     code = main(["evaluate", "--checkpoint", str(trained.best), "--data", str(SMARTEP / "P6"),
                  str(tmp_path / "nope.csv"), "--output_dir", str(tmp_path / "x"), *QUICK])

@@ -66,6 +66,7 @@ GOOD_HEADER = "patient_id,ear,threshold_db,rater\n"
     (GOOD_HEADER + "P1,L,-25,anna\n", 2, "threshold_db", "outside"),
     (GOOD_HEADER + "P1,L,nan,anna\n", 2, "threshold_db", "outside"),
     (GOOD_HEADER + "P1,L,-inf,anna\n", 2, "threshold_db", "outside"),
+    (GOOD_HEADER + "P1,L,1e400,anna\n", 2, "threshold_db", "outside"),  # overflows to inf: damage, not "no response"
     (GOOD_HEADER + "P1,X,20,anna\n", 2, "ear", "unknown ear 'X'"),
     (GOOD_HEADER + "P1,L,20,anna\nP2,R,30,anna\nP1,left,25,anna\n", 4, "rater", "already rated ear 'P1|L|' on line 2"),
     ("patient_id,ear,threshold_db\n\nP1,L,20\nP1,L,25\n", 4, "patient_id", "duplicate rating"),

@@ -252,7 +252,11 @@ class ABRInference:
         self._check_records(records)
         confidence = self._confidence(return_confidence)
         static = static_array(model_view(records, self.trained_stimulus).static)
-        out = self._interpret(self._measured_heads(records.signal, static), confidence)
+        try:
+            heads = self._measured_heads(records.signal, static)
+        except DataError as exc:  # e.g. values beyond the model's range: name the file(s), not only the row
+            raise DataError(exc.reason, file=records.source or exc.file, row=exc.row, field=exc.field) from None
+        out = self._interpret(heads, confidence)
         out["stimulus_outside_training"] = outside_training(records, self.trained_stimulus)
         return out
 

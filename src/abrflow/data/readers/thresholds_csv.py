@@ -89,7 +89,7 @@ def _threshold(text: str, file: str, line: int) -> float:
         raise DataError(f"expected a threshold in dB or 'no response', got {text.strip()!r}", file=file, row=line,
                         field="threshold_db") from None
     low, high = VALID_RANGES["threshold_db"]
-    if math.isnan(value) or not (low <= value <= high or value == math.inf):
+    if math.isnan(value) or not low <= value <= high:  # 1e400 overflows to inf: a damaged cell, not "no response"
         raise DataError(f"threshold {text.strip()!r} dB is outside [{low:g}, {high:g}] dB "
                         "(write 'no response' for none)", file=file, row=line, field="threshold_db")
     return value
