@@ -37,22 +37,12 @@ from abrflow.evaluation import metrics
 from abrflow.evaluation.baselines import majority_baseline
 from abrflow.evaluation.generation import discriminative_score, generation_conditions
 from abrflow.evaluation.reconstruction import reconstruct
-from abrflow.evaluation.scoring import share_within_10db
+from abrflow.evaluation.scoring import binary_f1, finite_mae, share_within_10db
 
 GATE_FILE = Path(__file__).resolve().parent / "data" / "quality_gate.json"
 #: Rows reconstructed and pairs generated: enough for stable numbers, seconds on a CPU.
 RECONSTRUCTION_ROWS, GENERATION_PAIRS = 256, 256
 RECONSTRUCTION_T = 300
-
-
-def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
-    tp, fp, fn = np.sum(pred & truth), np.sum(pred & ~truth), np.sum(~pred & truth)
-    return float(2 * tp / (2 * tp + fp + fn)) if (2 * tp + fp + fn) else float("nan")
-
-
-def _mae(pred: np.ndarray, truth: np.ndarray) -> float:
-    ok = np.isfinite(pred) & np.isfinite(truth)
-    return float(np.mean(np.abs(pred[ok] - truth[ok])))
 
 
 def measure(model, test: ABRRecords, train: ABRRecords, seed: int = 0) -> dict[str, float]:
@@ -79,12 +69,12 @@ def measure(model, test: ABRRecords, train: ABRRecords, seed: int = 0) -> dict[s
     disc = discriminative_score(model.stats.filter_signal(twins.signal), generated, test.sampling_rate_hz, seed=seed)
 
     return {
-        "v_f1_model": _f1(pred["v_present_prob"] >= 0.5, marked),
-        "v_f1_picker": _f1(reading.picked["v_present_score"] >= V_PRESENT_CRITERION, marked),
-        "v_latency_mae_ms_model": _mae(pred["v_latency_ms"], np.where(marked, latency, np.nan)),
-        "v_latency_mae_ms_picker": _mae(reading.picked["v_latency_ms"], np.where(marked, latency, np.nan)),
-        "ear_threshold_mae_db_model": _mae(model_ears, ears_true),
-        "ear_threshold_mae_db_floor": _mae(floor_ears, floor_true),
+        "v_f1_model": binary_f1(pred["v_present_prob"] >= 0.5, marked),
+        "v_f1_picker": binary_f1(reading.picked["v_present_score"] >= V_PRESENT_CRITERION, marked),
+        "v_latency_mae_ms_model": finite_mae(pred["v_latency_ms"], np.where(marked, latency, np.nan)),
+        "v_latency_mae_ms_picker": finite_mae(reading.picked["v_latency_ms"], np.where(marked, latency, np.nan)),
+        "ear_threshold_mae_db_model": finite_mae(model_ears, ears_true),
+        "ear_threshold_mae_db_floor": finite_mae(floor_ears, floor_true),
         "ear_within_10db_model": share_within_10db(model_ears, ears_true),
         "ear_within_10db_floor": share_within_10db(floor_ears, floor_true),
         "macro_f1_model": metrics.macro_f1(pred["hearing_loss_prob"], y),

@@ -40,10 +40,11 @@ def expert_raters(records: ABRRecords, data_paths: Sequence[str | os.PathLike] |
     if thresholds_csv is not None:
         return read_thresholds_csv(thresholds_csv), str(thresholds_csv)
     for path in data_paths or ():
-        if Path(path).is_dir() and find_thresholds_file(records, path) is not None:
-            raters = smartep_rater_thresholds(records, mat_path=path)
+        found = find_thresholds_file(records, path) if Path(path).is_dir() else None
+        if found is not None:
+            raters = smartep_rater_thresholds(records, mat_path=found)
             if raters:
-                return raters, str(find_thresholds_file(records, path))
+                return raters, str(found)
     return {}, None
 
 
@@ -57,34 +58,42 @@ def threshold_section(records: ABRRecords, estimates: dict, classical: dict, dat
     return {"source": source, **threshold_agreement(methods, raters)}
 
 
-def mark_section(records: ABRRecords, pred: dict, reading, *, n_boot: int, seed: int) -> dict:
-    """Every marked wave, model and classical picker beside the clinician (or the reason)."""
-    if not any(np.isfinite(records.wave_latency_ms).any(axis=0)) and not records.v_present.any():
-        return {"reason": NO_MARKS}
-    methods = {
+def has_marks(records: ABRRecords) -> bool:
+    return bool(np.isfinite(records.wave_latency_ms).any() or records.v_present.any())
+
+
+def mark_methods(records: ABRRecords, pred: dict, reading) -> dict[str, dict[str, np.ndarray]]:
+    """What each method reads of each wave, per row: the model (V) and the classical picker (V and I)."""
+    return {
         "model": {"V": np.asarray(pred["v_latency_ms"], np.float64), "V_present": pred["v_present_prob"] >= 0.5},
         "classical picker": {"V": np.asarray(reading.picked["v_latency_ms"], np.float64),
                              "I": wave_i_latency_ms(reading.filtered, records.time_ms),
                              "V_present": np.asarray(reading.picked["v_present"], bool)},
     }
+
+
+def mark_section(records: ABRRecords, methods: dict, *, n_boot: int, seed: int) -> dict:
+    """Every marked wave, each method (:func:`mark_methods`) beside the clinician (or the reason)."""
+    if not has_marks(records):
+        return {"reason": NO_MARKS}
     # The simulator marks a wave wherever it is visible: there an unmarked trace is an absent wave.
     absent = records.source.startswith("synthetic")
     return mark_agreement(records, methods, n_boot=n_boot, seed=seed, unmarked_means_absent=absent)
 
 
-def mark_figures(out_dir: Path, records: ABRRecords, pred: dict, reading) -> dict[str, Path]:
+def mark_figures(out_dir: Path, records: ABRRecords, methods: dict) -> dict[str, Path]:
     """Bland–Altman of every method and marked wave, and the traces where the model's V is furthest off."""
     marks_v, marks_i = wave_marks(records, "V"), wave_marks(records, "I")
-    panels = {"model, wave V": (pred["v_latency_ms"], marks_v),
-              "classical picker, wave V": (reading.picked["v_latency_ms"], marks_v)}
+    model_v, picker = methods["model"]["V"], methods["classical picker"]
+    panels = {"model, wave V": (model_v, marks_v), "classical picker, wave V": (picker["V"], marks_v)}
     if np.isfinite(marks_i).any():
-        panels["classical picker, wave I"] = (wave_i_latency_ms(reading.filtered, records.time_ms), marks_i)
+        panels["classical picker, wave I"] = (picker["I"], marks_i)
     paths = {"mark_bland_altman": figures_agreement.bland_altman_marks(panels, out_dir / "mark_bland_altman.png")}
-    worst = worst_rows(records, pred["v_latency_ms"], marks_v, k=WORST_TRACES)
+    worst = worst_rows(records, model_v, marks_v, k=WORST_TRACES)
     if worst:
         rows = [w["row"] for w in worst]
-        marks = [{"clinician V": float(marks_v[r]), "model V": float(pred["v_latency_ms"][r]),
-                  "picker V": float(reading.picked["v_latency_ms"][r])} for r in rows]
+        marks = [{"clinician V": float(marks_v[r]), "model V": float(model_v[r]), "picker V": float(picker["V"][r])}
+                 for r in rows]
         titles = [f"{w['patient_id']} {w['ear']} {w['level_db']:g} dB: model {w['difference_ms']:+.2f} ms" for w in worst]
         paths["worst_marks"] = figures_agreement.worst_traces(records.time_ms, records.signal[rows], marks, titles,
                                                              out_dir / "worst_marks.png")

@@ -215,7 +215,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | Sequence[str | os.PathLi
             base_group = {"note": "no training split to fit the hand-feature classifier and the majority priors on"}
     base_group["by_age"] = baseline_by_age(records, base_preds)
     lap("baselines")
-    marks = agreement.mark_section(records, model["pred"], base_preds["reading"], n_boot=bootstrap, seed=seed)
+    mark_methods = agreement.mark_methods(records, model["pred"], base_preds["reading"])
+    marks = agreement.mark_section(records, mark_methods, n_boot=bootstrap, seed=seed)
     expert = agreement.threshold_section(records, model["estimates"], base_preds["ear_thresholds"],
                                          [data] if isinstance(data, (str, os.PathLike)) else data, thresholds)
     lap("agreement")
@@ -252,8 +253,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike | Sequence[str | os.PathLi
     lap("headline")
     result["figures"] = _figures(out_dir, records, model, base_preds, recon_rows, recon, gen_arrays, names)
     if "reason" not in marks:
-        result["figures"].update({k: str(v) for k, v in agreement.mark_figures(
-            out_dir, records, model["pred"], base_preds["reading"]).items()})
+        result["figures"].update({k: str(v) for k, v in agreement.mark_figures(out_dir, records, mark_methods).items()})
     lap("figures")
     result["run"]["seconds"] = round(time.perf_counter() - start, 1)
     result["run"]["seconds_by_stage"] = stage_seconds

@@ -15,7 +15,6 @@ import numpy as np
 
 from ..clinical.classical import read_classical
 from ..clinical.ear_rule import ear_thresholds
-from ..clinical.levels import model_view
 from ..clinical.picker import V_PRESENT_CRITERION
 from ..clinical.thresholds import aligned_thresholds, true_series_thresholds
 from ..data.records import ABRRecords
@@ -30,7 +29,8 @@ EAR_FIELDS = ("patient_id", "ear", "session_id", "threshold_db", "lo_db", "hi_db
 
 
 # ---------------------------------------------------------------------------- small scorers (bootstrap)
-def _f1(pred: np.ndarray, y: np.ndarray) -> float:
+def binary_f1(pred: np.ndarray, y: np.ndarray) -> float:
+    """F1 of boolean calls against boolean truth, by counting (fast inside a bootstrap); NaN when undefined."""
     tp, fp, fn = np.sum(pred & y), np.sum(pred & ~y), np.sum(~pred & y)
     return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else NAN
 
@@ -48,17 +48,13 @@ def _kappa_normal_vs_loss(pred_class: np.ndarray, true_class: np.ndarray) -> flo
 
 
 def _v_f1(score, y, criterion):
-    return _f1(score >= criterion, y)
+    return binary_f1(score >= criterion, y)
 
 
-def _latency_mae(pred, true):
+def finite_mae(pred, true):
+    """Mean |pred − true| over the rows where both are finite (latencies, thresholds); NaN with none."""
     ok = np.isfinite(pred) & np.isfinite(true)
     return float(np.mean(np.abs(pred[ok] - true[ok]))) if ok.any() else NAN
-
-
-def _thr_mae(est, true):
-    ok = np.isfinite(est) & np.isfinite(true)
-    return float(np.mean(np.abs(est[ok] - true[ok]))) if ok.any() else NAN
 
 
 def share_within_10db(est, true):
@@ -83,6 +79,10 @@ HEADLINE = {
     "ear_threshold_within_10db": ("per-ear threshold within ±10 dB (all ears)", True, 3),
     "normal_vs_loss_kappa": ("normal vs hearing loss, Cohen's kappa", True, 3),
 }
+#: The headline's metrics in report order, each with the labels it needs.
+HEADLINE_NEEDS = {"v_f1": "v_marks", "v_latency_mae_ms": "v_marks", "macro_f1": "classes",
+                  "balanced_accuracy": "classes", "normal_vs_loss_kappa": "classes",
+                  "ear_threshold_mae_db": "thresholds", "ear_threshold_within_10db": "thresholds"}
 
 
 # ---------------------------------------------------------------------------- model scoring
@@ -129,7 +129,7 @@ def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, di
     as ``abrflow threshold`` with several checkpoints gives them; every other group from ``inference``."""
     calibrated = inference.calibrated
     trained = inference.trained_stimulus
-    pred = inference.analyse_records(model_view(records, trained), return_confidence=calibrated)
+    pred = inference.analyse_records(records, return_confidence=calibrated)  # reads the model's view itself
     names = list(inference.class_names)
     y = records.hearing_loss.astype(int)
     age = records.age_years.astype(np.float64)
@@ -140,8 +140,7 @@ def score_model(inference, records: ABRRecords, ensemble=None) -> tuple[dict, di
     head_thr = np.where(pred["threshold_no_response_prob"] >= 0.5, np.inf, pred["threshold_db"])
     rec_args = dict(pred_thr=head_thr, true_thr=records.threshold_db.astype(np.float64),
                     pred_class=pred["hearing_loss"], true_class=y)
-    rule_pred = pred if ensemble is None else ensemble.analyse_records(model_view(records, trained),
-                                                                       return_confidence=False)
+    rule_pred = pred if ensemble is None else ensemble.analyse_records(records, return_confidence=False)
     estimates = ear_thresholds(records, rule_pred, trained=trained)
     ears = series_arrays(records, estimates)
     methods, counts = np.unique([e["method"] for e in estimates.values()], return_counts=True)
@@ -234,34 +233,26 @@ def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: in
     def ci(fn: Callable[..., float], group_ids: np.ndarray, **arrays) -> dict:
         return stratify.bootstrap_ci(fn, group_ids, n_boot=n_boot, seed=seed, **arrays)
 
-    picked = base["picked"]
-    out: dict = {
-        "v_f1": {
+    picked, labels = base["picked"], model["labels"]
+    out: dict = {}
+    if labels.has("v_marks"):  # bootstraps only where the labels exist: the rest is a reason, not work
+        out["v_f1"] = {
             "model": ci(_v_f1, groups, score=pred["v_present_prob"], y=v_true, criterion=0.5),
-            "peak picker": ci(_v_f1, groups, score=picked["v_present_score"], y=v_true,
-                              criterion=V_PRESENT_CRITERION)},
-        "v_latency_mae_ms": {
-            "model": ci(_latency_mae, groups, pred=pred["v_latency_ms"], true=lat_true),
-            "peak picker": ci(_latency_mae, groups, pred=picked["v_latency_ms"], true=lat_true)},
-        "macro_f1": {"model": ci(metrics.macro_f1, groups, probs=pred["hearing_loss_prob"], y_true=y)},
-        "balanced_accuracy": {"model": ci(metrics.balanced_accuracy, groups, probs=pred["hearing_loss_prob"], y_true=y)},
-        "normal_vs_loss_kappa": {"model": ci(_kappa_normal_vs_loss, groups, pred_class=pred["hearing_loss"],
-                                             true_class=y)},
-        "ear_threshold_mae_db": {"model": ci(_thr_mae, ears["patient"], est=ears["est"], true=ears["true"])},
-        "ear_threshold_within_10db": {"model": ci(share_within_10db, ears["patient"], est=ears["est"],
-                                                  true=ears["true"])},
-    }
-    for name, probs in base["class_probs"].items():
-        out["macro_f1"][name] = ci(metrics.macro_f1, groups, probs=probs, y_true=y)
-        out["balanced_accuracy"][name] = ci(metrics.balanced_accuracy, groups, probs=probs, y_true=y)
-        out["normal_vs_loss_kappa"][name] = ci(_kappa_normal_vs_loss, groups, pred_class=probs.argmax(axis=1),
-                                               true_class=y)
-    for name, estimated in base["ear_thresholds"].items():
-        e = series_arrays(records, estimated)
-        out["ear_threshold_mae_db"][name] = ci(_thr_mae, e["patient"], est=e["est"], true=e["true"])
-        out["ear_threshold_within_10db"][name] = ci(share_within_10db, e["patient"], est=e["est"], true=e["true"])
-    labels = model["labels"]
-    needs = {"v_f1": "v_marks", "v_latency_mae_ms": "v_marks", "macro_f1": "classes", "balanced_accuracy": "classes",
-             "normal_vs_loss_kappa": "classes", "ear_threshold_mae_db": "thresholds",
-             "ear_threshold_within_10db": "thresholds"}
-    return {key: (methods if labels.has(needs[key]) else labels.missing(needs[key])) for key, methods in out.items()}
+            "peak picker": ci(_v_f1, groups, score=picked["v_present_score"], y=v_true, criterion=V_PRESENT_CRITERION)}
+        out["v_latency_mae_ms"] = {
+            "model": ci(finite_mae, groups, pred=pred["v_latency_ms"], true=lat_true),
+            "peak picker": ci(finite_mae, groups, pred=picked["v_latency_ms"], true=lat_true)}
+    if labels.has("classes"):
+        classifiers = {"model": pred["hearing_loss_prob"], **base["class_probs"]}
+        out["macro_f1"] = {name: ci(metrics.macro_f1, groups, probs=p, y_true=y) for name, p in classifiers.items()}
+        out["balanced_accuracy"] = {name: ci(metrics.balanced_accuracy, groups, probs=p, y_true=y)
+                                    for name, p in classifiers.items()}
+        out["normal_vs_loss_kappa"] = {name: ci(_kappa_normal_vs_loss, groups, pred_class=p.argmax(axis=1), true_class=y)
+                                       for name, p in classifiers.items()}
+    if labels.has("thresholds"):
+        per_ear = {"model": ears, **{name: series_arrays(records, est) for name, est in base["ear_thresholds"].items()}}
+        out["ear_threshold_mae_db"] = {name: ci(finite_mae, e["patient"], pred=e["est"], true=e["true"])
+                                       for name, e in per_ear.items()}
+        out["ear_threshold_within_10db"] = {name: ci(share_within_10db, e["patient"], est=e["est"], true=e["true"])
+                                            for name, e in per_ear.items()}
+    return {key: out[key] if key in out else labels.missing(need) for key, need in HEADLINE_NEEDS.items()}
