@@ -13,12 +13,14 @@ import numpy as np
 from ..records import ABRRecords
 from ..records_dir import RecordsDirWriter
 from ..schema import DEFAULT_LEVEL_UNIT
+from .components import _component_parameters, _ear_components, _mark_v
 from .noise import _CHUNK_ROWS, _half_averages, _noise_parameters, amplifier_sos, eeg_noise_uv
 from .physiology import N_CLASSES, NEUROPATHY, Physiology, _bad, make_physiology
 from .plan import _allocate, _ear_physiology, _patient_class_probabilities, _plan_cohort
 from .waveform import (
     _clinician_marks,
     _fmp,
+    _marked_truth,
     _non_neural_uv,
     _response_uv,
     _response_window,
@@ -66,6 +68,29 @@ def _synthesise(rng: np.random.Generator, plan: dict, waves: dict, noise: dict, 
     return signal, noise_sd_uv
 
 
+def _cohort_waves(rng: np.random.Generator, n_patients: int, phys: Physiology) -> tuple[dict, dict]:
+    """Plan and noise-free wave parameters (I–VI, IV–V shape, V as marked): the first draws of
+    :func:`simulate_cohort`, so that checks can rebuild a cohort's noise-free responses."""
+    counts = _allocate(int(n_patients), _patient_class_probabilities(phys))
+    patient_class = rng.permutation(np.repeat(np.arange(N_CLASSES), counts))
+    plan = _plan_cohort(rng, patient_class, phys)
+    ear_patient = np.repeat(np.arange(n_patients), 2)
+    ear_phys = _ear_physiology(rng, plan["age_years"][ear_patient], phys)
+    waves = _wave_parameters(plan, ear_phys, phys)
+    ear_comp = _ear_components(rng, ear_phys["imm"], phys)
+    comp = _component_parameters(waves, ear_comp, plan["ear"], waves["growth"], phys)
+    waves["components"] = comp
+    waves["v_mark_ms"], waves["v_peak_to_trough_uv"] = _mark_v(comp, waves["sn10_uv"], phys)
+    return plan, waves
+
+
+def noise_free_waves(n_patients: int = 2038, seed: int = 42, **physiology) -> tuple[Physiology, dict, dict]:
+    """``(phys, plan, waves)`` exactly as :func:`simulate_cohort` with the same arguments draws
+    them (rows in the same order): for checks of the waveform model without noise."""
+    phys = make_physiology(**physiology)
+    return (phys, *_cohort_waves(np.random.default_rng(seed), n_patients, phys))
+
+
 # ---------------------------------------------------------------------------- public entry point
 def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz: float = 20000.0,
                     signal_length: int = 200, alternate_polarity: bool = True, artifact_rate: float = 0.02,
@@ -87,13 +112,9 @@ def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz:
     _validate_run(n_patients, seed, sampling_rate_hz, signal_length, artifact_rate, phys)
     fs_hz, n_samples = float(sampling_rate_hz), int(signal_length)
     rng = np.random.default_rng(seed)
-
-    counts = _allocate(int(n_patients), _patient_class_probabilities(phys))
-    patient_class = rng.permutation(np.repeat(np.arange(N_CLASSES), counts))
-    plan = _plan_cohort(rng, patient_class, phys)
-    ear_patient = np.repeat(np.arange(n_patients), 2)
-    ear_phys = _ear_physiology(rng, plan["age_years"][ear_patient], phys)
-    waves = _wave_parameters(plan, ear_phys, phys)
+    plan, waves = _cohort_waves(rng, n_patients, phys)
+    comp = waves["components"]
+    true_lat, true_amp = _marked_truth(waves)
     n = len(plan["ear"])
     noise = _noise_parameters(rng, n, artifact_rate, phys)
     signal, noise_sd_uv = _synthesise(rng, plan, waves, noise, fs_hz, n_samples, alternate_polarity, phys)
@@ -116,10 +137,13 @@ def simulate_cohort(n_patients: int = 2038, seed: int = 42, *, sampling_rate_hz:
         signal_unit="uV", threshold_source="simulated", source=f"synthetic:seed={seed},patients={n_patients}",
         extra={
             "true_v_present": true_present,
-            "true_v_latency_ms": waves["latency_ms"][:, 2].astype(np.float32),
-            "true_v_amplitude_uv": waves["amplitude_uv"][:, 2].astype(np.float32),
-            "true_wave_latency_ms": waves["latency_ms"].astype(np.float32),
-            "true_wave_amplitude_uv": waves["amplitude_uv"].astype(np.float32),
+            "true_v_latency_ms": true_lat[:, 2].astype(np.float32),
+            "true_v_amplitude_uv": true_amp[:, 2].astype(np.float32),
+            "true_wave_latency_ms": true_lat.astype(np.float32),
+            "true_wave_amplitude_uv": true_amp.astype(np.float32),
+            "true_component_latency_ms": comp["latency_ms"].astype(np.float32),
+            "true_component_amplitude_uv": comp["amplitude_uv"].astype(np.float32),
+            "iv_v_shape": comp["shape"],
             "sensation_level_db": waves["sl_db"].astype(np.float32),
             "air_bone_gap_db": plan["air_bone_gap_db"][e].astype(np.float32),
             "sweeps_accepted": noise["sweeps_accepted"].astype(np.int32),

@@ -60,11 +60,27 @@ class Physiology:
     # --- latencies (ms)
     adult_v_latency_80db_ms: float = 5.7  # at the reference rate
     newborn_v_latency_80db_ms_range: tuple[float, float] = (6.4, 6.8)
-    maturation_time_constant_years: float = 0.5  # immaturity exp(-age/τ): ≈ adult by 18 months
+    maturation_time_constant_years: float = 0.5  # thresholds, widths, rate effect: exp(-age/τ)
+    # Wave V latency matures with two exponentials, τ ≈ 5 and ≈ 100 weeks (Eggermont & Salamy 1988,
+    # Hear Res 33:35, abstract). Unsourced: the fast share, chosen so that 3–6-month-olds keep most
+    # of the newborn delay (I–V 4.99 ms at 3–6 months, Camarillo & Laganao 2024) while V is near
+    # adult by 18 months (Gorga et al. 1989, J Speech Hear Res 32:281; Amorim et al. 2009).
+    v_maturation_fast_weeks: float = 5.0
+    v_maturation_slow_weeks: float = 100.0
+    v_maturation_fast_fraction: float = 0.2
     v_latency_individual_sd_ms: float = 0.12
-    wave_i_latency_80db_ms: float = 1.6  # I–V then ≈ 4.1 adult, ≈ 5.0 newborn
+    wave_i_latency_80db_ms: float = 1.6  # adult; I–V then ≈ 4.1 (3.95 ± 0.23, Picton via BrainWave.jl)
+    # Term newborns: I 1.79 ms (Arq Neuropsiquiatr 2003;61:906) vs 1.49 ms at 3–6 months (Camarillo &
+    # Laganao 2024); wave I τ ≈ 5 weeks (Eggermont & Salamy 1988). Unsourced: the excess, half that
+    # difference (the click rates differ), so that the newborn I–V stays ≈ 4.97 ms ([NEO]).
+    newborn_wave_i_excess_ms: float = 0.1
+    wave_i_maturation_weeks: float = 5.0
     wave_i_latency_individual_sd_ms: float = 0.08
-    i_iii_fraction_of_i_v: float = 0.52
+    # I–III / I–V: adult (3.95 − 2.07) / 3.95 = 0.476 (I–V 3.95 ± 0.23, III–V 2.07 ± 0.19 ms,
+    # "Picton book" in BrainWave.jl findABRPeaks); term newborn 2.75 / 4.97 = 0.553 ([NEO] above);
+    # between the two with V's maturation.
+    i_iii_fraction_of_i_v: float = 0.476
+    newborn_i_iii_fraction_of_i_v: float = 0.553
     li_slope_high_ms_per_db: float = 0.013  # linear part of the latency–intensity function
     li_near_threshold_ms: float = 2.83  # extra latency of the exponential part at 0 dB
     li_knee_db: float = 14.2  # level scale of the exponential part (steepening near threshold)
@@ -89,7 +105,55 @@ class Physiology:
     sn10_ratio_range: tuple[float, float] = (0.3, 0.6)  # SN10 depth relative to V
     sn10_delay_ms: float = 3.0
     sn10_width_ms: float = 1.2
+    # V' (the trough after V): V's major negative slope. Unsourced: depth and place chosen so that the
+    # slope after V is steeper than the rise, V' lies between V and VI, and V's peak moves < 0.05 ms.
+    v_trough_ratio_range: tuple[float, float] = (0.6, 1.0)  # V' depth relative to V
+    v_trough_delay_sigma: float = 2.0  # V' centre after V, in V's σ
+    v_trough_width_fraction: float = 0.8  # V' σ relative to V's σ
     drift_uv_range: tuple[float, float] = (0.0, 0.08)
+
+    # --- minor components II, IV, VI and the IV–V complex (components.py)
+    # II: at (2.88 − 1.79) / (4.54 − 1.79) = 0.40 of I–III in term newborns (I 1.79, II 2.88, III 4.54,
+    # Arq Neuropsiquiatr 2003;61:906); the same fraction at all ages is unsourced.
+    wave_ii_fraction_of_i_iii: float = 0.40
+    # II and IV may be missing in healthy people; VI and VII vary so much that their absence is not
+    # abnormal (Chiappa et al. 1979, Arch Neurol 36:81). Shares and amplitudes (relative to V's
+    # saturation amplitude) unsourced: chosen so that II is a small wave, VI a clear second positivity.
+    wave_ii_presence_probability: float = 0.7
+    wave_vi_presence_probability: float = 0.8
+    wave_ii_amplitude_ratio_range: tuple[float, float] = (0.15, 0.35)
+    wave_vi_amplitude_ratio_range: tuple[float, float] = (0.3, 0.6)
+    # SL below which each is absent; unsourced: like I and III, minor waves vanish before V.
+    wave_ii_vanish_sl_db_range: tuple[float, float] = (30.0, 40.0)
+    wave_iv_vanish_sl_db_range: tuple[float, float] = (10.0, 20.0)
+    wave_vi_vanish_sl_db_range: tuple[float, float] = (15.0, 30.0)
+    # VI after V: unsourced (no readable norm found); 1.0–1.5 ms in adults as the brief of this
+    # change gives it, longer in infants by this share of immaturity; at least vi_min_interval_sigma
+    # of V's σ so that V' fits between them.
+    v_vi_interval_ms_range: tuple[float, float] = (1.0, 1.5)
+    infant_vi_interval_factor: float = 0.2
+    vi_min_interval_sigma: float = 3.3
+    wave_iv_width_fraction_of_v: float = 0.8  # unsourced
+    wave_vi_width_fraction_of_v: float = 0.8  # unsourced
+    # IV–V shapes in IV_V_SHAPES order (separate, IV shoulder on V, V shoulder on IV, fused). Chiappa
+    # et al. 1979 describe six normal IV–V patterns in 50 adults; the patterns' shares were not
+    # readable: unsourced, chosen so that separate peaks are the commonest and every shape is seen.
+    iv_v_shape_weights: tuple[float, ...] = (0.4, 0.25, 0.15, 0.2)
+    # V − IV in V's σ, and IV's amplitude relative to V's, per shape. Unsourced: chosen so that the
+    # noise-free complex has the named shape (tests/test_synthetic_waves.py checks it); the
+    # separate shape gives V − IV ≈ 0.7–1.0 ms, term newborns 0.89 ms ([NEO]: IV 5.86, V 6.75).
+    iv_v_separation_sigma_separate_range: tuple[float, float] = (2.9, 3.5)
+    iv_v_separation_sigma_iv_shoulder_range: tuple[float, float] = (2.0, 2.4)
+    iv_v_separation_sigma_v_shoulder_range: tuple[float, float] = (1.8, 2.2)
+    iv_v_separation_sigma_fused_range: tuple[float, float] = (0.3, 0.8)
+    wave_iv_ratio_separate_range: tuple[float, float] = (0.6, 1.0)
+    wave_iv_ratio_iv_shoulder_range: tuple[float, float] = (0.35, 0.5)
+    wave_iv_ratio_v_shoulder_range: tuple[float, float] = (1.6, 2.2)
+    wave_iv_ratio_fused_range: tuple[float, float] = (0.6, 1.0)
+    iv_max_fraction_of_iii_v: float = 0.45  # IV stays in the later half of III–V (unsourced)
+    # Marking window: on a separate or shoulder complex the mark is searched after this share of
+    # the V − IV gap before V (past IV's own peak); see components._mark_v.
+    mark_window_fraction_of_iv_v: float = 0.45
     drift_period_ms_range: tuple[float, float] = (20.0, 60.0)
 
     # --- cochlear microphonic (neuropathy) and stimulus artefact
@@ -128,7 +192,10 @@ PHYSIOLOGY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Ph
 _RUN_PARAMETERS = ("n_patients", "seed", "sampling_rate_hz", "signal_length", "alternate_polarity",
                    "artifact_rate", "half_averages")
 #: Fields that must be strictly positive (scales, time constants, divisors).
-_POSITIVE_FIELDS = ("maturation_time_constant_years", "li_knee_db", "recruitment_sl_db",
+_POSITIVE_FIELDS = ("maturation_time_constant_years", "v_maturation_fast_weeks", "v_maturation_slow_weeks",
+                    "wave_i_maturation_weeks", "v_trough_delay_sigma", "v_trough_width_fraction",
+                    "wave_iv_width_fraction_of_v", "wave_vi_width_fraction_of_v", "iv_max_fraction_of_iii_v",
+                    "li_knee_db", "recruitment_sl_db",
                     "v_amplitude_growth_db", "recruitment_growth_factor", "sn10_width_ms",
                     "eeg_floor_hz", "fmp_scale", "visibility_snr")
 #: Steepest EEG spectrum the simulator accepts (power ∝ 1/f^4 is already far redder than any EEG).
@@ -200,7 +267,11 @@ def _validate_physiology(phys: Physiology) -> None:
     defaults = Physiology()
     for name in PHYSIOLOGY_FIELDS:
         _check_field(name, getattr(phys, name), getattr(defaults, name))
-    pairs = [("class_prevalence", N_CLASSES),
+    for name in ("i_iii_fraction_of_i_v", "newborn_i_iii_fraction_of_i_v", "wave_ii_fraction_of_i_iii",
+                 "iv_max_fraction_of_iii_v", "mark_window_fraction_of_iv_v"):
+        if not 0 < getattr(phys, name) < 1:
+            raise _bad(name, getattr(phys, name), "a fraction strictly between 0 and 1")
+    pairs = [("class_prevalence", N_CLASSES), ("iv_v_shape_weights", 4),
              ("age_group_weights", len(phys.age_group_edges_years) - 1),
              ("stimulus_rate_weights", len(phys.stimulus_rates_hz)),
              ("screening_floor_weights", len(phys.screening_floor_db_choices))]
@@ -234,6 +305,13 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.
 def _immaturity(age_years: np.ndarray, phys: Physiology) -> np.ndarray:
     """1 at birth, → 0 with maturation: drives the newborn-to-adult change of latency and θ."""
     return np.exp(-np.asarray(age_years) / phys.maturation_time_constant_years)
+
+
+def _v_immaturity(age_years: np.ndarray, phys: Physiology) -> np.ndarray:
+    """Wave V's (and the interpeak intervals') immaturity: 1 at birth, two exponentials → 0."""
+    weeks = np.asarray(age_years) * 52.18
+    fast = phys.v_maturation_fast_fraction
+    return fast * np.exp(-weeks / phys.v_maturation_fast_weeks) + (1 - fast) * np.exp(-weeks / phys.v_maturation_slow_weeks)
 
 
 def _gauss(t_ms: np.ndarray, centre_ms: np.ndarray, width_ms: np.ndarray) -> np.ndarray:

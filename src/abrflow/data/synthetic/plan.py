@@ -24,6 +24,7 @@ from .physiology import (
     Physiology,
     _immaturity,
     _uniform,
+    _v_immaturity,
 )
 
 #: The 5 dB level grid a series is drawn from, loudest first (dB nHL).
@@ -178,16 +179,19 @@ def _ear_physiology(rng: np.random.Generator, age_years_ear: np.ndarray, phys: P
     """Individual constants of each ear: latency offsets, amplitudes, widths, where I and III vanish."""
     e = len(age_years_ear)
     imm = _immaturity(age_years_ear, phys)
+    v_imm = _v_immaturity(age_years_ear, phys)
     newborn_v = _uniform(rng, phys.newborn_v_latency_80db_ms_range, e)
-    v80 = phys.adult_v_latency_80db_ms + (newborn_v - phys.adult_v_latency_80db_ms) * imm \
+    v80 = phys.adult_v_latency_80db_ms + (newborn_v - phys.adult_v_latency_80db_ms) * v_imm \
         + rng.normal(0, phys.v_latency_individual_sd_ms, e)
-    i80 = phys.wave_i_latency_80db_ms + rng.normal(0, phys.wave_i_latency_individual_sd_ms, e)
+    i80 = phys.wave_i_latency_80db_ms + rng.normal(0, phys.wave_i_latency_individual_sd_ms, e) \
+        + phys.newborn_wave_i_excess_ms * np.exp(-age_years_ear * 52.18 / phys.wave_i_maturation_weeks)
     w_lo, w_hi = phys.wave_width_ms_range
-    # Peaks widen from I to V and in infants; positions within the allowed σ range.
+    # Peaks widen from I to III and in infants; positions within the allowed σ range. V is kept as
+    # narrow as III: its breadth in a recording comes from the IV–V complex around it.
     base_width = w_lo + (w_hi - w_lo) * np.clip(
-        np.array([0.05, 0.25, 0.45])[None, :] + 0.2 * imm[:, None] + rng.uniform(0, 0.2, (e, 3)), 0, 1)
+        np.array([0.05, 0.25, 0.25])[None, :] + 0.2 * imm[:, None] + rng.uniform(0, 0.2, (e, 3)), 0, 1)
     return {
-        "imm": imm, "v80_ms": v80, "i80_ms": np.minimum(i80, v80 - 2.5),  # I–V never below 2.5 ms
+        "imm": imm, "v_imm": v_imm, "v80_ms": v80, "i80_ms": np.minimum(i80, v80 - 2.5),  # I–V never below 2.5 ms
         "li_scale": _uniform(rng, phys.li_individual_scale_range, e),
         "v_amp_max_uv": _uniform(rng, phys.v_amplitude_max_uv_range, e),
         "amp_ratio": np.stack([_uniform(rng, phys.wave_i_amplitude_ratio_range, e),

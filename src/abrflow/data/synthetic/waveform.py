@@ -1,7 +1,7 @@
 """Waveforms: true wave parameters, the neural response, its non-neural parts, Fmp and clinician marks.
 
-Waves I, III and V with their after-negativities and SN10 follow the latency–intensity, rate and
-maturation rules of DESIGN.md §5; the cochlear microphonic (neuropathy), stimulus artefact and
+Waves I, III and V follow the latency–intensity, rate and maturation rules of DESIGN.md §5 (the
+minor waves II, IV, VI, V' and SN10 are placed around them in :mod:`.components`); the cochlear microphonic (neuropathy), stimulus artefact and
 baseline drift are added beside them. Labels are what a clinician would mark on the noisy trace.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .physiology import NEURAL_CLASSES, SENSORINEURAL, Physiology, _gauss, _uniform
+from .components import _components_uv
+from .physiology import NEURAL_CLASSES, SENSORINEURAL, Physiology, _uniform
 
 #: Biphasic stimulus artefact (derivative of a Gaussian): centre and width, gone well before 1 ms.
 STIMULUS_ARTIFACT_PEAK_MS, STIMULUS_ARTIFACT_WIDTH_MS = 0.15, 0.08
@@ -46,8 +47,11 @@ def _wave_parameters(plan: dict, ear_phys: dict, phys: Physiology) -> dict:
         1 + (phys.infant_rate_factor - 1) * imm)
     lat_i = ear_phys["i80_ms"][e] + cochlear + 0.3 * rate_shift
     lat_v = ear_phys["v80_ms"][e] + cochlear + rate_shift
-    lat_iii = lat_i + phys.i_iii_fraction_of_i_v * (lat_v - lat_i)
+    v_imm = ear_phys["v_imm"][e]
+    i_iii_fraction = phys.i_iii_fraction_of_i_v + (phys.newborn_i_iii_fraction_of_i_v - phys.i_iii_fraction_of_i_v) * v_imm
+    lat_iii = lat_i + i_iii_fraction * (lat_v - lat_i)
     latency = np.stack([lat_i, lat_iii, lat_v], axis=1)
+    timing = latency.copy()
 
     # Amplitudes: grow with SL above each wave's vanishing point and saturate; faster rates lower
     # them, I and III more than V.
@@ -57,12 +61,19 @@ def _wave_parameters(plan: dict, ear_phys: dict, phys: Physiology) -> dict:
                         0.5, 1.0)
     amplitude = ear_phys["v_amp_max_uv"][e, None] * ear_phys["amp_ratio"][e] * \
         (1 - np.exp(-np.maximum(above, 0) / growth_db[:, None])) * rate_loss[:, None] ** [2, 1.5, 1]
+
+    def growth(vanish_sl_db: np.ndarray) -> np.ndarray:
+        """V's growth law above other waves' vanishing points (minor components), rate loss as III's."""
+        over = np.where(neural, finite_sl, -np.inf)[:, None] - vanish_sl_db
+        g = (1 - np.exp(-np.maximum(over, 0) / growth_db[:, None])) * rate_loss[:, None] ** 1.5
+        return np.where(over > 0, g, 0.0)
     amplitude = np.where(above > 0, amplitude, 0.0)
     latency = np.where(amplitude > 0, latency, np.nan)
     w_lo, w_hi = phys.wave_width_ms_range
     width = np.clip(ear_phys["base_width_ms"][e] * (1 + 0.25 * np.exp(-np.maximum(finite_sl, 0) / 20))[:, None],
                     w_lo, w_hi)
-    return {"latency_ms": latency, "amplitude_uv": amplitude, "width_ms": width,
+    return {"latency_ms": latency, "amplitude_uv": amplitude, "width_ms": width, "timing_ms": timing,
+            "v_amp_max_uv": ear_phys["v_amp_max_uv"][e], "growth": growth,
             "sl_db": sl_db, "sn10_uv": ear_phys["sn10_ratio"][e] * amplitude[:, 2]}
 
 
@@ -74,25 +85,16 @@ def _response_window(t_ms: np.ndarray, phys: Physiology) -> np.ndarray:
 
 
 def _response_uv(t_ms: np.ndarray, waves: dict, rows: slice, phys: Physiology) -> np.ndarray:
-    """Noise-free neural response: I, III, V each with its after-negativity, then SN10.
-    Only rows where a wave exists are evaluated (most rows have no wave I)."""
-    lat = waves["latency_ms"][rows].astype(np.float32)
-    amp = waves["amplitude_uv"][rows].astype(np.float32)
-    wid = waves["width_ms"][rows].astype(np.float32)
-    sn10 = waves["sn10_uv"][rows].astype(np.float32)
-    out = np.zeros((lat.shape[0], t_ms.size), np.float32)
-    trough_ratio = np.float32(phys.after_negativity_ratio)
-    for w in range(3):
-        has = np.flatnonzero(amp[:, w] > 0)
-        mu, sigma = lat[has, w], wid[has, w]
-        # The trough sits 2.5 σ after the peak: close enough to read as one wave, far enough not to
-        # pull the peak's position (< 0.03 ms).
-        out[has] += amp[has, w, None] * (_gauss(t_ms, mu, sigma)
-                                         - trough_ratio * _gauss(t_ms, mu + 2.5 * sigma, sigma))
-    has = np.flatnonzero(sn10 > 0)
-    out[has] -= sn10[has, None] * _gauss(t_ms, lat[has, 2] + np.float32(phys.sn10_delay_ms),
-                                         np.full(has.size, phys.sn10_width_ms, np.float32))
-    return out
+    """Noise-free neural response of ``rows``: waves I–VI, V' and SN10 (:mod:`.components`)."""
+    return _components_uv(t_ms, waves["components"], waves["sn10_uv"], rows, phys)
+
+
+def _marked_truth(waves: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free latencies [N, 3] of I, III and V as marked (V by the convention of
+    :mod:`.components`), and the amplitudes [N, 3] of those components."""
+    latency = waves["latency_ms"].copy()
+    latency[:, 2] = waves["v_mark_ms"]
+    return latency, waves["amplitude_uv"]
 
 
 def _non_neural_uv(rng: np.random.Generator, t_ms: np.ndarray, level_db: np.ndarray, neuropathy: np.ndarray,
@@ -146,13 +148,16 @@ def _clinician_marks(rng: np.random.Generator, waves: dict, noise_sd_uv: np.ndar
     """Marked latencies and amplitudes [N, 3] (NaN = not marked).
 
     A wave is marked where its peak-to-trough amplitude (peak plus its after-negativity, what a
-    clinician measures) clearly exceeds the in-band residual noise SD; V additionally needs
+    clinician measures; for V, from the marked point to the V' trough 0.25–1.75 ms later) clearly
+    exceeds the in-band residual noise SD; V is marked where the convention puts it (the last peak
+    before its major negative slope, or the shoulder, :func:`.components._mark_v`); V additionally needs
     SL ≥ ~5 dB, and I and III are marked only alongside V. Marks carry uniform ±jitter; the
     amplitude is read off the trace at the marked latency, as a clinician's cursor would.
     """
     last_ms = (signal.shape[1] - 2) * 1000.0 / fs_hz
-    amp, lat = waves["amplitude_uv"], waves["latency_ms"]
+    lat, amp = _marked_truth(waves)
     peak_to_trough_uv = amp * (1 + phys.after_negativity_ratio)
+    peak_to_trough_uv[:, 2] = waves["v_peak_to_trough_uv"]  # V to V' on the noise-free trace
     visible = (peak_to_trough_uv >= phys.visibility_snr * noise_sd_uv[:, None]) & np.isfinite(lat) \
         & (lat <= last_ms)
     visible[:, 2] &= waves["sl_db"] >= phys.v_visible_min_sl_db
