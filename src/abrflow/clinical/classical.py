@@ -1,7 +1,7 @@
 """The classical reading of a set of recordings, assembled once: what every caller of the classical
 methods (``run_baselines``, the evaluation's baseline rows, ``abrflow threshold``) reads from it.
 
-Band-pass once, pick wave V once, and derive the per-ear thresholds (cross-covariance, lowest
+Band-pass once, pick waves I, III and V once, and derive the per-ear thresholds (cross-covariance, lowest
 picked V, protocol floor) and, on demand, the hand features from those same arrays.
 """
 
@@ -18,7 +18,7 @@ from .classical_thresholds import (
     series_threshold_lowest_tested,
 )
 from .features import hand_features
-from .picker import band_pass, pick_wave_v
+from .picker import band_pass, pick_waves
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,25 @@ class ClassicalReading:
     """The classical methods' outputs on one set of records (thresholds keyed by ``series_key``)."""
 
     filtered: np.ndarray  # band-passed traces [N, T]
-    picked: dict[str, np.ndarray]  # pick_wave_v per recording
+    picked: dict[str, np.ndarray]  # pick_wave_v per recording (wave V: thresholds, features)
     crosscov_db: dict[str, float]  # Suthakar & Liberman (2019) per ear, +inf no response
     lowest_peak_db: dict[str, float]  # lowest level with a picked V per ear
     lowest_tested_db: dict[str, float]  # the protocol floor per ear
+    waves: dict[str, np.ndarray]  # pick_waves per recording: I, III and V (V equal to ``picked``)
 
     def features(self, records: ABRRecords) -> np.ndarray:
         """Hand features of the same records (``abrflow.clinical.features.hand_features``)."""
-        return hand_features(records, filtered=self.filtered, picked=self.picked, crosscov=self.crosscov_db)
+        return hand_features(records, filtered=self.filtered, picked=self.picked, crosscov=self.crosscov_db,
+                             waves=self.waves)
 
 
 def read_classical(records: ABRRecords) -> ClassicalReading:
     """Every classical method on ``records``, each intermediate computed once."""
     filtered = band_pass(records)
-    picked = pick_wave_v(records, filtered=filtered)
-    return ClassicalReading(filtered=filtered, picked=picked,
+    waves = pick_waves(records, filtered=filtered)
+    picked = {k: waves[k] for k in ("v_present_score", "v_present", "v_latency_ms", "v_amplitude_uv",
+                                    "v_peak_to_trough_uv")}
+    return ClassicalReading(filtered=filtered, picked=picked, waves=waves,
                             crosscov_db=series_threshold_crosscov(records, filtered=filtered),
                             lowest_peak_db=series_threshold_lowest_peak(records, picked),
                             lowest_tested_db=series_threshold_lowest_tested(records))

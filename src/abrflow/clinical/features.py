@@ -8,7 +8,7 @@ import numpy as np
 from ..data.records import ABRRecords
 from .classical_thresholds import series_threshold_crosscov, series_threshold_lowest_peak
 from .norms import normative_v_latency_ms
-from .picker import band_pass, pick_wave_v, wave_i_latency_ms
+from .picker import band_pass, pick_wave_v, pick_waves
 from .series import series_rows
 
 #: Threshold stand-in for "no response" in features (beyond any tested level) for the classifier.
@@ -24,20 +24,22 @@ FEATURE_NAMES: tuple[str, ...] = (
 
 
 def hand_features(records: ABRRecords, *, filtered: np.ndarray | None = None,
-                  picked: dict[str, np.ndarray] | None = None, crosscov: dict[str, float] | None = None
-                  ) -> np.ndarray:
+                  picked: dict[str, np.ndarray] | None = None, crosscov: dict[str, float] | None = None,
+                  waves: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """Feature matrix [N, len(FEATURE_NAMES)]: this recording's picks plus its series' summary.
 
     Series features are what a clinician reads first: V at the highest level (latency, its excess
     over the norm, amplitude), the I–V interval there, and the two classical thresholds.
     "No response" thresholds become NO_RESPONSE_FEATURE_DB plus a 0/1 flag (trees split on both).
-    ``filtered``, ``picked`` and ``crosscov`` may be passed when the caller computed them already.
+    The I–V interval uses the wave-I picker of :func:`~abrflow.clinical.picker.pick_waves` (its
+    latency wherever its window holds a peak, presence not required). ``filtered``, ``picked``,
+    ``crosscov`` and ``waves`` may be passed when the caller computed them already.
     """
     filtered = band_pass(records) if filtered is None else filtered
     picked = pick_wave_v(records, filtered=filtered) if picked is None else picked
     crosscov = series_threshold_crosscov(records, filtered=filtered) if crosscov is None else crosscov
     excess = picked["v_latency_ms"] - normative_v_latency_ms(records.intensity_db, records.age_years)
-    wave_i = wave_i_latency_ms(filtered, records.time_ms)
+    wave_i = (pick_waves(records, filtered=filtered) if waves is None else waves)["i_latency_ms"]
     lowest = series_threshold_lowest_peak(records, picked)
     feats = np.full((len(records), len(FEATURE_NAMES)), np.nan)
     col = {name: i for i, name in enumerate(FEATURE_NAMES)}

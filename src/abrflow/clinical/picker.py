@@ -1,8 +1,28 @@
-"""The classical wave-V picker: band-pass, the largest peak in a normative latency window, and a
-presence score (correlation with a normative waveform template).
+"""The classical wave pickers (V, and I and III beside it): band-pass, the largest peak in a
+normative latency window, and a presence score (correlation with a normative waveform template).
 
-Criteria were set once on ``simulate_cohort(600, seed=1234)`` (not the test cohorts): the presence
-criterion maximises F1 of the call against the marked wave V.
+Each wave's window is its normative latency for level and age (:mod:`abrflow.clinical.norms`)
+minus/plus a margin; the pick is the largest local maximum of the band-passed trace in it. For V
+that is BrainWave.jl's ``findABRPeaks`` convention (Carcagno; "wave V is the largest peak in its
+latency window"): in a IV–V complex it takes whichever of IV and V is higher, and no rule about
+the peak before the slope into SN10 is applied (no published clinical rule for the fused complex
+was found, ``shared/reference/abr-physiology.md`` §4). I and III are picked after V: I's window
+ends MIN_I_V_MS before the picked V, III's lies between the picked I (+MIN_I_III_MS) and V
+(−MIN_III_V_MS), so III is always between I and V; I and III are called present only where V is
+(a clinician marks them alongside V).
+
+Constants were fixed once on the calibration cohort ``simulate_cohort(600, seed=1234)`` (never the
+test cohorts, never a real recording), against the marked waves ``wave_latency_ms[:, k]``, by
+``experiments/picker_constants_synthetic.py`` (results in ``experiments/results/``), on the simulator
+with waves I–VI and the IV–V complex (issue 19) and the norms of :mod:`abrflow.clinical.norms`:
+
+- V window −1.0/+0.8 ms: the margins (0.2–2.0 ms, 0.2 ms grid) with the lowest latency MAE against
+  marked V among those finding a peak for ≥ 97.5 % of marked V: 0.167 ms.
+- I window −0.6/+0.4 ms, III window −0.6/+0.4 ms: the narrowest margins holding a peak for ≥ 97.5 %
+  of the marked waves; latency MAE I 0.110, III 0.112 ms.
+- Presence criteria, F1-optimal against the marked wave: V 0.425 (F1 0.89), I 0.85 (F1 0.52),
+  III 0.725 (F1 0.72). I/III's score is the best correlation in the window with a one-wave
+  template (peak and after-trough); the peak-to-trough ratio to V did worse (F1 0.43 / 0.70).
 
 Presence statistic: correlation with a normative template rather than an Fsp-like ratio, because a
 ratio needs half-averages (or sweeps) and neither the simulator nor most clinical exports carry
@@ -15,13 +35,16 @@ import numpy as np
 import scipy.signal
 
 from ..data.records import ABRRecords
-from .norms import normative_v_latency_ms
+from .norms import normative_latency_ms, normative_v_latency_ms
 
 #: Analysis band (Hz): keeps wave V and SN10, drops the high-frequency residual noise.
 ANALYSIS_BAND_HZ: tuple[float, float] = (100.0, 1500.0)
-#: Search window around the normative latency: conductive loss and recruitment only delay V.
-V_WINDOW_BEFORE_MS, V_WINDOW_AFTER_MS = 0.7, 1.5
-#: Wave I window at the highest level (ms), for the I–V interval feature.
+#: Search window around each wave's normative latency (ms before, after): see the module docstring.
+WAVE_WINDOW_MS: dict[str, tuple[float, float]] = {"i": (0.6, 0.4), "iii": (0.6, 0.4), "v": (1.0, 0.8)}
+#: Shortest intervals a pick may imply (ms): each more than 5 SD below the adult norm
+#: (I–V 3.95 ± 0.23, III–V 2.07 ± 0.19, I–III 1.88 ± 0.13; abrflow.clinical.norms).
+MIN_I_V_MS, MIN_III_V_MS, MIN_I_III_MS = 2.5, 1.0, 0.5
+#: Wave I window at the highest level (ms): the fixed window of :func:`wave_i_latency_ms`.
 WAVE_I_WINDOW_MS: tuple[float, float] = (1.0, 2.8)
 #: Earliest sample analysed (ms): the stimulus artefact lies before it.
 ANALYSIS_START_MS = 1.0
@@ -29,8 +52,12 @@ ANALYSIS_START_MS = 1.0
 TEMPLATE_COMPONENTS: tuple[tuple[float, float, float], ...] = (
     (0.6, -2.0, 0.3), (1.0, 0.0, 0.35), (-0.5, 0.9, 0.35), (-0.5, 3.0, 1.2))
 TEMPLATE_SPAN_MS: tuple[float, float] = (-2.5, 4.0)
-#: Presence criterion on the template correlation (F1-optimal against marked V on the calibration cohort).
-V_PRESENT_CRITERION = 0.5
+#: One-wave template for I and III: the peak and its after-trough.
+WAVE_TEMPLATE_COMPONENTS: tuple[tuple[float, float, float], ...] = ((1.0, 0.0, 0.25), (-0.5, 0.65, 0.25))
+WAVE_TEMPLATE_SPAN_MS: tuple[float, float] = (-0.7, 1.2)
+#: Presence criteria on the template correlation (F1-optimal against the marked wave, calibration cohort).
+V_PRESENT_CRITERION = 0.425
+WAVE_PRESENT_CRITERION: dict[str, float] = {"i": 0.85, "iii": 0.725, "v": V_PRESENT_CRITERION}
 
 
 # ---------------------------------------------------------------------------- shared signal steps
@@ -40,11 +67,12 @@ def band_pass(records: ABRRecords) -> np.ndarray:
     return scipy.signal.sosfiltfilt(sos, records.signal.astype(np.float64), axis=1)
 
 
-def _template(sampling_rate_hz: float) -> tuple[np.ndarray, int]:
-    """Unit-norm, zero-mean, band-passed template and the index of its V peak."""
+def _template(sampling_rate_hz: float, components=TEMPLATE_COMPONENTS, span_ms=TEMPLATE_SPAN_MS
+              ) -> tuple[np.ndarray, int]:
+    """Unit-norm, zero-mean, band-passed template and the index of its peak (time 0)."""
     dt_ms = 1000.0 / sampling_rate_hz
-    t_ms = np.arange(TEMPLATE_SPAN_MS[0], TEMPLATE_SPAN_MS[1] + dt_ms / 2, dt_ms)
-    shape = sum(a * np.exp(-0.5 * ((t_ms - c) / s) ** 2) for a, c, s in TEMPLATE_COMPONENTS)
+    t_ms = np.arange(span_ms[0], span_ms[1] + dt_ms / 2, dt_ms)
+    shape = sum(a * np.exp(-0.5 * ((t_ms - c) / s) ** 2) for a, c, s in components)
     sos = scipy.signal.butter(2, ANALYSIS_BAND_HZ, btype="bandpass", fs=sampling_rate_hz, output="sos")
     pad = len(t_ms)
     shape = scipy.signal.sosfiltfilt(sos, np.pad(shape, pad))[pad:-pad]
@@ -52,12 +80,14 @@ def _template(sampling_rate_hz: float) -> tuple[np.ndarray, int]:
     return shape / np.linalg.norm(shape), int(np.argmin(np.abs(t_ms)))
 
 
-def template_correlation(filtered: np.ndarray, sampling_rate_hz: float) -> np.ndarray:
-    """Pearson r [N, T] of the template placed with its V peak at each sample (zeros outside the trace).
+def template_correlation(filtered: np.ndarray, sampling_rate_hz: float, components=TEMPLATE_COMPONENTS,
+                         span_ms=TEMPLATE_SPAN_MS) -> np.ndarray:
+    """Pearson r [N, T] of the template placed with its peak at each sample (zeros outside the trace);
+    by default the III–V–SN10 template with V at the sample.
 
     Computed with an FFT correlation and running sums, so the whole cohort is one array operation.
     """
-    template, v_index = _template(sampling_rate_hz)
+    template, v_index = _template(sampling_rate_hz, components, span_ms)
     n_tpl = len(template)
     n, n_samples = filtered.shape
     padded = np.pad(filtered, ((0, 0), (n_tpl, n_tpl)))
@@ -68,7 +98,7 @@ def template_correlation(filtered: np.ndarray, sampling_rate_hz: float) -> np.nd
     s2 = c2[:, n_tpl:] - c2[:, :-n_tpl]
     spread = np.sqrt(np.maximum(s2 - s1 ** 2 / n_tpl, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        corr = np.where(spread > 0, numerator / spread, 0.0)
+        corr = np.where(spread > 1e-12, numerator / spread, 0.0)
     # Window starting at padded index k puts the V peak at trace sample k + v_index − n_tpl.
     start = np.arange(n_samples) - v_index + n_tpl
     return corr[:, start]
@@ -88,11 +118,12 @@ def largest_peak(filtered: np.ndarray, t_ms: np.ndarray, lo_ms: np.ndarray, hi_m
 
 # ---------------------------------------------------------------------------- wave V picker
 def v_search_window_ms(records: ABRRecords) -> tuple[np.ndarray, np.ndarray]:
-    """Latency window for V per recording: normative latency −0.7/+1.5 ms, clipped to the trace."""
+    """Latency window for V per recording: normative latency −/+ ``WAVE_WINDOW_MS["v"]``, clipped to the trace."""
     expected = normative_v_latency_ms(records.intensity_db, records.age_years)
     last_ms = records.time_ms[-1]
-    lo = np.clip(expected - V_WINDOW_BEFORE_MS, ANALYSIS_START_MS, last_ms)
-    hi = np.clip(expected + V_WINDOW_AFTER_MS, ANALYSIS_START_MS, last_ms)
+    before, after = WAVE_WINDOW_MS["v"]
+    lo = np.clip(expected - before, ANALYSIS_START_MS, last_ms)
+    hi = np.clip(expected + after, ANALYSIS_START_MS, last_ms)
     return lo, hi
 
 
@@ -137,3 +168,50 @@ def wave_i_latency_ms(filtered: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
     hi = np.full(len(filtered), WAVE_I_WINDOW_MS[1])
     peak = largest_peak(filtered, t_ms, lo, hi)
     return np.where(peak >= 0, t_ms[np.maximum(peak, 0)], np.nan)
+
+
+# ---------------------------------------------------------------------------- waves I and III
+def _pick_in_window(filtered: np.ndarray, t_ms: np.ndarray, score_trace: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest peak in [lo, hi] (−1 where none) and the best template correlation there (−1 if empty)."""
+    last_ms = t_ms[-1]
+    lo = np.clip(np.nan_to_num(lo, nan=last_ms), ANALYSIS_START_MS, last_ms)
+    hi = np.clip(np.nan_to_num(hi, nan=ANALYSIS_START_MS), ANALYSIS_START_MS, last_ms)
+    peak = largest_peak(filtered, t_ms, lo, hi)
+    in_window = (t_ms[None, :] >= lo[:, None]) & (t_ms[None, :] <= hi[:, None])
+    return peak, np.where(in_window, score_trace, -1.0).max(axis=1)
+
+
+def pick_waves(records: ABRRecords, filtered: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Waves I, III and V per recording: ``{w}_present`` (bool), ``{w}_present_score``,
+    ``{w}_latency_ms`` and ``{w}_amplitude_uv`` (NaN where the window holds no peak) for w in i,
+    iii, v, plus ``v_peak_to_trough_uv``. V's entries are :func:`pick_wave_v`'s. I's window ends
+    MIN_I_V_MS before the picked V; III's lies between the picked I and V; I and III are present
+    only where V is. Amplitudes are the recorded trace's value at the pick (as for V).
+    """
+    filtered = band_pass(records) if filtered is None else filtered
+    t_ms = records.time_ms
+    rows = np.arange(len(records))
+    out = dict(pick_wave_v(records, filtered=filtered))
+    v_lat = out["v_latency_ms"]
+    corr = template_correlation(filtered, records.sampling_rate_hz, WAVE_TEMPLATE_COMPONENTS, WAVE_TEMPLATE_SPAN_MS)
+    lat: dict[str, np.ndarray] = {}
+    for w in ("i", "iii"):
+        expected = normative_latency_ms(w, records.intensity_db, records.age_years)[0]
+        before, after = WAVE_WINDOW_MS[w]
+        lo, hi = expected - before, expected + after
+        if w == "i":
+            hi = np.where(np.isfinite(v_lat), np.minimum(hi, v_lat - MIN_I_V_MS), hi)
+        else:
+            lo = np.where(np.isfinite(lat["i"]), np.maximum(lo, lat["i"] + MIN_I_III_MS), lo)
+            hi = np.where(np.isfinite(v_lat), np.minimum(hi, v_lat - MIN_III_V_MS), hi)
+        peak, score = _pick_in_window(filtered, t_ms, corr, lo, hi)
+        found = peak >= 0
+        idx = np.maximum(peak, 0)
+        lat[w] = np.where(found, t_ms[idx], np.nan)
+        out[f"{w}_present_score"] = score.astype(np.float64)
+        out[f"{w}_present"] = found & (score >= WAVE_PRESENT_CRITERION[w]) & out["v_present"]
+        out[f"{w}_latency_ms"] = lat[w]
+        out[f"{w}_amplitude_uv"] = np.where(found, records.signal[rows, idx], np.nan).astype(np.float64)
+    keys = [f"{w}_{k}" for w in ("i", "iii", "v") for k in ("present", "present_score", "latency_ms", "amplitude_uv")]
+    return {k: out[k] for k in keys + ["v_peak_to_trough_uv"]}

@@ -17,6 +17,11 @@ CLASS_NAMES: tuple[str, ...] = ("NORMAL", "NEUROPATHY", "SENSORINEURAL", "TOTAL"
 ORIGINAL_CLASS_CODES: tuple[str, ...] = ("NORMAL", "NÖROPATİ", "SNİK", "TOTAL", "İTİK")
 UNKNOWN_CLASS = -1
 WAVE_NAMES: tuple[str, ...] = ("I", "III", "V")
+#: The same waves as the lower-case prefixes of output fields (``i_latency_ms``, ``iii_present_prob``, …).
+WAVE_KEYS: tuple[str, ...] = tuple(name.lower() for name in WAVE_NAMES)
+#: Interpeak intervals a clinician reads: (name, earlier wave, later wave); ``{name}_interval_ms``.
+INTERPEAK_INTERVALS: tuple[tuple[str, str, str], ...] = (("i_iii", "i", "iii"), ("iii_v", "iii", "v"),
+                                                         ("i_v", "i", "v"))
 STATIC_FIELDS: tuple[str, ...] = ("age_years", "intensity_db", "stimulus_rate_hz", "fmp")
 SIGNAL_UNITS = ("uV", "zscore")
 #: The unit of ``intensity_db`` where a reader records none in ``extra["level_unit"]``: the clinic formats'.
