@@ -34,9 +34,34 @@ def _peak_batch(latency_ms: list[float], amplitude: float = 1.0, present: bool =
     lat = torch.tensor(latency_ms)
     signal = amplitude * torch.exp(-0.5 * ((t_ms[None, :] - lat[:, None]) / 0.3) ** 2)
     n = len(latency_ms)
-    flag = torch.full((n,), float(present))
-    return {"signal": signal[:, None, :], "v_present": flag, "v_latency_ms": lat.clone(), "v_latency_mask": flag,
-            "v_amplitude_uv": torch.full((n,), amplitude), "hearing_loss": torch.zeros(n, dtype=torch.long)}
+    flag = torch.zeros(n, 3)
+    flag[:, 2] = float(present)  # wave V only
+    lat3 = torch.zeros(n, 3)
+    lat3[:, 2] = lat
+    return {"signal": signal[:, None, :], "wave_present": flag, "wave_present_mask": torch.ones(n, 3),
+            "wave_latency_ms": lat3, "wave_latency_mask": flag.clone(),
+            "wave_amplitude_uv": flag * amplitude, "wave_amplitude_mask": flag.clone(),
+            "hearing_loss": torch.zeros(n, dtype=torch.long)}
+
+
+def test_every_marked_wave_moves_with_the_trace():
+    """Waves I, III and V are all shifted and stretched with the recording (issue 19)."""
+    torch.manual_seed(5)
+    t_ms = torch.arange(T) * MS
+    marks = torch.tensor([[1.6, 3.8, 5.8]] * 16)
+    signal = sum(torch.exp(-0.5 * ((t_ms[None, :] - marks[:, j, None]) / 0.15) ** 2) for j in range(3))
+    batch = _peak_batch([5.8] * 16)
+    batch.update(signal=signal[:, None, :], wave_present=torch.ones(16, 3), wave_latency_ms=marks.clone(),
+                 wave_latency_mask=torch.ones(16, 3), wave_amplitude_uv=torch.ones(16, 3),
+                 wave_amplitude_mask=torch.ones(16, 3))
+    out = augment_batch(batch, _cfg(time_shift_ms=0.4, time_stretch_max=1.25), FS_HZ)
+    moved = out["wave_latency_ms"].numpy()
+    assert np.abs(moved - marks.numpy()).max() > 0.2
+    trace = out["signal"][:, 0, :].numpy()
+    for row in range(16):  # each mark sits on a local maximum of the moved trace
+        for j in range(3):
+            k = int(round(moved[row, j] / MS))
+            assert trace[row, k] >= trace[row, max(k - 2, 0)] and trace[row, k] >= trace[row, k + 2]
 
 
 def _peak_ms(batch) -> np.ndarray:
@@ -47,8 +72,8 @@ def test_shift_and_stretch_move_the_latency_target_with_the_peak():
     torch.manual_seed(0)
     batch = _peak_batch([2.0, 5.5, 6.0, 7.0] * 8)
     out = augment_batch(batch, _cfg(time_shift_ms=0.4, time_stretch_max=1.25), FS_HZ)
-    moved = out["v_latency_ms"].numpy()
-    assert np.abs(moved - batch["v_latency_ms"].numpy()).max() > 0.2  # something happened
+    moved = out["wave_latency_ms"][:, 2].numpy()
+    assert np.abs(moved - batch["wave_latency_ms"][:, 2].numpy()).max() > 0.2  # something happened
     np.testing.assert_allclose(_peak_ms(out), moved, atol=MS)  # the target is where the peak now is
     assert moved.max() <= 0.95 * (T - 1) * MS + 0.4 + 1e-6  # a stretch never pushes V out of the window
 
@@ -59,7 +84,7 @@ def test_amplitude_target_scales_with_the_trace():
     plain = augment_batch(batch, _cfg(), FS_HZ)
     torch.manual_seed(1)  # the same draws: only the gain differs
     scaled = augment_batch(batch, _cfg(amplitude_scale_max=1.6), FS_HZ)
-    gains = scaled["v_amplitude_uv"].numpy() / 2.0
+    gains = scaled["wave_amplitude_uv"][:, 2].numpy() / 2.0
     ratio = (scaled["signal"][:, 0, :].max(dim=-1).values / plain["signal"][:, 0, :].max(dim=-1).values).numpy()
     np.testing.assert_allclose(ratio, gains, rtol=1e-4)
     assert gains.min() >= 1 / 1.6 - 1e-6 and gains.max() <= 1.6 + 1e-6 and gains.std() > 0.05
@@ -76,7 +101,7 @@ def test_extra_noise_never_touches_a_recording_with_a_marked_v():
     out = augment_batch(batch, _cfg(noise_sd_max=0.5, noise_exponent_max=2.0), FS_HZ)
     assert torch.equal(out["signal"][:8], quiet["signal"][:8])
     assert (out["signal"][8:] != quiet["signal"][8:]).any(dim=-1).all()  # every trace without V got noise
-    assert torch.equal(out["v_present"], batch["v_present"])
+    assert torch.equal(out["wave_present"], batch["wave_present"])
 
 
 def test_baseline_drift_changes_the_trace_not_the_targets():
@@ -89,7 +114,7 @@ def test_baseline_drift_changes_the_trace_not_the_targets():
     extra = out["signal"] - plain["signal"]
     assert (extra.abs().amax(dim=-1) > 0).all()
     assert (extra.abs().amax(dim=-1) <= plain["signal"].std(dim=-1) + 1e-6).all()  # ≤ drift_sd_max × SD
-    for key in ("v_latency_ms", "v_amplitude_uv", "v_present"):
+    for key in ("wave_latency_ms", "wave_amplitude_uv", "wave_present"):
         assert torch.equal(out[key], plain[key])
 
 

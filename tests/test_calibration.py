@@ -23,6 +23,7 @@ from abrflow.clinical.calibration import (
     prediction_sets,
     probabilities,
     temperature_nll,
+    with_intervals,
 )
 
 
@@ -89,28 +90,47 @@ def test_prediction_sets_and_class_scores():
                               np.array([2.0, 4.0, 1.0])) == 0.5
 
 
+WAVE_LATENCY_MS = {"i": 1.7, "iii": 3.8, "v": 6.5}
+
+
 def _heads(n, rng):
-    return {"v_present_logit": rng.normal(0, 2, n), "v_latency_ms": rng.normal(6.5, 0.5, n),
-            "v_latency_log_std": np.full(n, np.log(0.3)), "v_amplitude_uv": rng.normal(0.3, 0.1, n),
-            "v_amplitude_log_std": np.full(n, np.log(0.1)), "hearing_loss_logits": rng.normal(0, 1, (n, 5)),
-            "threshold_db": rng.normal(20, 10, n), "threshold_log_std": np.full(n, np.log(10.0)),
-            "threshold_no_response_logit": rng.normal(0, 1, n)}
+    out = {"hearing_loss_logits": rng.normal(0, 1, (n, 5)), "threshold_db": rng.normal(20, 10, n),
+           "threshold_log_std": np.full(n, np.log(10.0)), "threshold_no_response_logit": rng.normal(0, 1, n)}
+    for w, lat in WAVE_LATENCY_MS.items():
+        out.update({f"{w}_present_logit": rng.normal(0, 2, n), f"{w}_latency_ms": rng.normal(lat, 0.3, n),
+                    f"{w}_latency_log_std": np.full(n, np.log(0.3)), f"{w}_amplitude_uv": rng.normal(0.3, 0.1, n),
+                    f"{w}_amplitude_log_std": np.full(n, np.log(0.1))})
+    return out
+
+
+def _wave_targets(n, rng, present, judged=None):
+    """Labels of every wave: present rows marked, the rest NaN; presence NaN where not judged."""
+    judged = np.ones(n, bool) if judged is None else judged
+    out = {}
+    for w, lat in WAVE_LATENCY_MS.items():
+        out[f"{w}_present"] = np.where(judged, present.astype(float), np.nan)
+        out[f"{w}_latency_ms"] = np.where(present, rng.normal(lat, 0.3, n), np.nan)
+        out[f"{w}_amplitude_uv"] = np.where(present, rng.normal(0.3, 0.1, n), np.nan)
+    return out
 
 
 def test_calibrate_heads_uses_only_labelled_rows_and_round_trips():
     rng = np.random.default_rng(3)
     n = 200
     outputs = _heads(n, rng)
-    v_present = rng.random(n) < 0.7
+    present = rng.random(n) < 0.7
     thr = rng.normal(20, 10, n)
     thr[:20], thr[20:30] = np.nan, np.inf
-    targets = {"hearing_loss": np.where(np.arange(n) < 10, -1, rng.integers(0, 5, n)), "v_present": v_present,
-               "v_latency_ms": np.where(v_present, rng.normal(6.5, 0.5, n), np.nan),
-               "v_amplitude_uv": np.where(v_present, rng.normal(0.3, 0.1, n), np.nan), "threshold_db": thr}
+    targets = {"hearing_loss": np.where(np.arange(n) < 10, -1, rng.integers(0, 5, n)), "threshold_db": thr,
+               **_wave_targets(n, rng, present)}
+    targets["i_latency_ms"][:50] = np.nan  # I marked on fewer rows: I–III and I–V scored only where both are
     cal = calibrate_heads(outputs, targets, level=0.8)
-    assert cal.counts == {"v_latency_ms": int(v_present.sum()), "v_amplitude_uv": int(v_present.sum()),
-                          "threshold_db": n - 30, "hearing_loss": n - 10}
-    assert all(t > 0 for t in cal.temperatures.values())
+    marked_i = int((present & (np.arange(n) >= 50)).sum())
+    expected = {f"{w}_{what}": int(present.sum()) for w in WAVE_LATENCY_MS for what in ("latency_ms", "amplitude_uv")}
+    expected.update(i_latency_ms=marked_i, i_iii_interval_ms=marked_i, i_v_interval_ms=marked_i,
+                    iii_v_interval_ms=int(present.sum()), threshold_db=n - 30, hearing_loss=n - 10)
+    assert cal.counts == expected
+    assert all(t > 0 for t in cal.temperatures.values()) and set(cal.temperatures) >= {"i_present", "iii_present"}
     stored = cal.to_dict()
     assert stored["format"] == CALIBRATION_FORMAT and stored["level"] == 0.8
     assert all(isinstance(s, float) for s in stored["scores"]["threshold_db"])  # plain types only
@@ -120,14 +140,25 @@ def test_calibrate_heads_uses_only_labelled_rows_and_round_trips():
     assert back.temperatures == cal.temperatures
 
 
+def test_interpeak_interval_spread_adds_the_latency_spreads_in_quadrature():
+    values = {"i_latency_ms": np.array([1.6]), "iii_latency_ms": np.array([3.7]), "v_latency_ms": np.array([5.6]),
+              "i_latency_log_std": np.log([0.3]), "iii_latency_log_std": np.log([0.4]),
+              "v_latency_log_std": np.log([0.4])}
+    out = with_intervals(values)
+    assert out["i_v_interval_ms"][0] == pytest.approx(4.0) and out["iii_v_interval_ms"][0] == pytest.approx(1.9)
+    assert np.exp(out["i_iii_interval_log_std"][0]) == pytest.approx(0.5)
+
+
 def test_calibrate_heads_without_labels_gives_no_temperature_and_no_interval():
     rng = np.random.default_rng(4)
     n = 20
-    targets = {"hearing_loss": np.full(n, -1), "v_present": np.zeros(n, bool), "v_latency_ms": np.full(n, np.nan),
-               "v_amplitude_uv": np.full(n, np.nan), "threshold_db": np.full(n, np.nan)}
+    targets = {"hearing_loss": np.full(n, -1), "threshold_db": np.full(n, np.nan),
+               **_wave_targets(n, rng, np.zeros(n, bool), judged=np.zeros(n, bool))}
     cal = calibrate_heads(_heads(n, rng), targets)
     assert cal.temperatures["hearing_loss"] is None and cal.temperatures["threshold_no_response"] is None
+    assert cal.temperatures["i_present"] is None  # never judged: no temperature
     assert cal.quantile("v_latency_ms") == math.inf  # no scores: no finite interval, not a guess
+    assert cal.quantile("i_v_interval_ms") == math.inf
 
 
 @pytest.mark.parametrize("broken", [

@@ -45,8 +45,11 @@ def test_batch_shapes_and_masks():
     batch = next(iter(dm.train_dataloader()))
     assert batch["signal"].shape == (16, 1, 200) and batch["static"].shape == (16, 4)
     assert batch["hearing_loss"].dtype == torch.int64
-    unmarked = batch["v_present"] == 0
-    assert (batch["v_latency_mask"][unmarked] == 0).all()
+    assert batch["wave_present"].shape == (16, 3) and batch["wave_latency_ms"].shape == (16, 3)
+    unmarked = batch["wave_present"] == 0
+    assert (batch["wave_latency_mask"][unmarked] == 0).all() and (batch["wave_amplitude_mask"][unmarked] == 0).all()
+    # make_records marks V only: I and III were never judged there, so their presence is masked
+    assert (batch["wave_present_mask"][:, 2] == 1).all() and (batch["wave_present_mask"][:, :2] == 0).all()
     no_resp = batch["no_response"] == 1
     assert (batch["threshold_mask"][no_resp] == 0).all() and (batch["no_response_mask"][no_resp] == 1).all()
     assert torch.isfinite(batch["threshold_db"]).all()
@@ -102,7 +105,7 @@ def test_file_source(tmp_path):
     dm = ABRDataModule(cfg.data)
     dm.setup()
     assert len(dm.records) == 240
-    assert set(dm.target_stats()) == {"v_latency_ms", "v_amplitude_uv", "threshold_db"}
+    assert set(dm.target_stats()) == {"i_amplitude_uv", "iii_amplitude_uv", "v_amplitude_uv", "threshold_db"}
     assert dm.class_counts().sum() == len(dm.split.train)
 
 
@@ -151,3 +154,15 @@ def test_synthetic_source_simulates_with_the_configured_noise_colour():
     dm = ABRDataModule(cfg.data)
     dm.setup()
     assert len(dm.records) > 0 and (dm.records.extra["eeg_exponent"] == 2.0).all()
+
+
+def test_a_source_that_marks_waves_i_and_iii_has_them_judged_everywhere():
+    from abrflow.data.synthetic import simulate_cohort
+    from abrflow.data.wave_labels import wave_labels
+
+    records = simulate_cohort(40, seed=3)
+    labels = wave_labels(records)
+    assert labels["judged"].all()
+    assert labels["present"][:, 0].any() and not labels["present"][:, 0].all()  # I marked on some, absent on others
+    np.testing.assert_array_equal(labels["present"][:, 2], records.v_present)
+    np.testing.assert_array_equal(np.isfinite(labels["latency_ms"]), labels["present"])

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from abrflow.checkpoint import CHECKPOINT_FORMAT
 from abrflow.config import load_config
 from abrflow.data.datamodule import ABRDataModule, EpochShuffleSampler, ShardedBatchSampler
 from abrflow.errors import DataError
@@ -134,7 +135,7 @@ def test_ddp_writes_one_set_of_checkpoints_that_loads(ddp_run):
                                                      "checkpoint_epoch_2.pt", "latest_model.pt"]
     steps = 2 * -(-len(ddp_run["dm"].split.train) // 2 // 8)  # 2 epochs of ceil(shard / batch) steps
     ckpt = torch.load(ck / "best_model.pt", weights_only=True, map_location="cpu")
-    assert ckpt["abrflow"]["format"] == "abrflow.checkpoint/1" and "calibration" in ckpt["abrflow"]
+    assert ckpt["abrflow"]["format"] == CHECKPOINT_FORMAT and "calibration" in ckpt["abrflow"]
     assert ckpt["global_step"] == steps
     from abrflow.inference.predictor import ABRInference
 

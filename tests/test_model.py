@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,12 @@ import torch.nn.functional as F
 
 import abrflow
 from abrflow.config import load_config
-from abrflow.models.heads import HeadOutput
+from abrflow.models.heads import LOCAL_WINDOW_MS, WAVE_KEYS, HeadOutput, local_readout
 from abrflow.models.unet import HierarchicalUNet, ModelOutput, build_model
 
 from .conftest import small_model
 
-HEAD_SHAPES = {"hearing_loss_logits": (5,)}
+HEAD_SHAPES = {"hearing_loss_logits": (5,), "wave_heatmap_logits": (3, 64)}
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: thread barriers cost more than they save
 
 
@@ -159,16 +160,20 @@ def test_conditions_can_be_switched_off():
 
 
 def _head_losses(model: HierarchicalUNet, heads: HeadOutput, batch: int) -> torch.Tensor:
+    from abrflow.training.losses import heatmap_divergence
+
     g = torch.Generator().manual_seed(1)
     nrm = model.heads.normalise
-    lat, amp, thr = 5 + 4 * torch.rand(batch, generator=g), torch.rand(batch, generator=g), 80 * torch.rand(batch)
+    lat = torch.tensor([1.5, 3.5, 5.5]) + torch.rand(batch, 3, generator=g)
+    amp, thr = torch.rand(batch, generator=g), 80 * torch.rand(batch)
 
     def nll(name, pred, log_std_name, log_std, target):
         return F.gaussian_nll_loss(nrm(name, pred), nrm(name, target), (2 * nrm(log_std_name, log_std)).exp())
 
-    return (F.binary_cross_entropy_with_logits(heads.v_present_logit, torch.ones(batch))
-            + nll("v_latency_ms", heads.v_latency_ms, "v_latency_log_std", heads.v_latency_log_std, lat)
-            + nll("v_amplitude_uv", heads.v_amplitude_uv, "v_amplitude_log_std", heads.v_amplitude_log_std, amp)
+    waves = sum(F.binary_cross_entropy_with_logits(heads.wave(w, "present_logit"), torch.ones(batch))
+                + nll(f"{w}_amplitude_uv", heads.wave(w, "amplitude_uv"), f"{w}_amplitude_log_std",
+                      heads.wave(w, "amplitude_log_std"), amp) for w in WAVE_KEYS)
+    return (waves + heatmap_divergence(heads.wave_heatmap_logits, lat, 1000.0 / 20000.0).mean()
             + F.cross_entropy(heads.hearing_loss_logits, torch.arange(batch) % 5)
             + nll("threshold_db", heads.threshold_db, "threshold_log_std", heads.threshold_log_std, thr)
             + F.binary_cross_entropy_with_logits(heads.threshold_no_response_logit, torch.zeros(batch)))
@@ -205,19 +210,43 @@ def test_gradients_reach_every_parameter_in_one_training_step():
 # ----------------------------------------------------------------- heads in physical units
 
 
-def test_heads_start_at_the_target_means_and_latency_can_exceed_8_ms(model):
-    x, t, s = inputs(6)
-    with torch.no_grad():
-        heads = model(x, torch.zeros_like(t), s).heads
-    assert ((heads.v_latency_ms > 6.0) & (heads.v_latency_ms < 7.0)).all()
+def test_latency_is_read_at_the_heatmaps_mode_not_pulled_by_a_second_hump():
+    """A IV–V complex or wave VI as a second hump must not drag V's latency toward it (issue 19)."""
+    dt = 0.05
+    grid = torch.arange(200) * dt
+    hump = lambda centre, height: height - 0.5 * ((grid - centre) / 0.1) ** 2  # noqa: E731
+    logits = torch.logaddexp(hump(6.2, 3.0), hump(7.0, 2.5))[None, None, :]  # V at 6.2, a later hump
+    amp_map = (grid * 0.1)[None, None, None, :].expand(1, 1, 2, 200)  # amplitude map = 0.1 · t
+    latency, log_std, read = local_readout(logits, amp_map, dt, round(LOCAL_WINDOW_MS / dt))
+    assert abs(float(latency) - 6.2) < 0.01  # a whole-trace soft-argmax would give ≈ 6.5
+    assert float(torch.exp(log_std)) < 0.15
+    assert abs(float(read[0, 0, 0]) - 0.62) < 0.01  # the amplitude map is read at the latency
+    whole = float((torch.softmax(logits[0, 0], -1) * grid).sum())
+    assert whole > 6.4
+
+
+def test_the_heads_waves_are_the_records_wave_columns():
+    from abrflow.data.schema import WAVE_KEYS as RECORD_WAVES
+
+    assert WAVE_KEYS == RECORD_WAVES
+
+
+def test_every_wave_can_be_placed_anywhere_in_the_window(model):
     m = small_model().eval()
+    x, t, s = inputs(3)
     with torch.no_grad():
-        m.heads.peak[-1].bias[1] = 2.0  # normalised +2 std: 6.5 + 2·1.2 = 8.9 ms
         heads = m(x, t, s).heads
-    assert (heads.v_latency_ms > 8.0).all()
-    with torch.no_grad():
-        m.heads.peak[-1].bias[1] = 20.0  # nothing saturates: 30 ms is representable
-        assert (m(x, t, s).heads.v_latency_ms > 25.0).all()
+        assert ((heads.v_latency_ms >= 0) & (heads.v_latency_ms <= 63 * 0.05)).all()
+        conv = m.heads.wave_maps[-1]
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.bias[3 * 2] = 0.0  # wave V's heatmap logits: 0 everywhere but one late sample
+        conv.bias.zero_()
+        flat = m(x, t, s).heads
+        # a flat heatmap reads the neighbourhood of its first sample with the neighbourhood's spread
+        half = round(LOCAL_WINDOW_MS / 0.05)
+    torch.testing.assert_close(flat.v_latency_ms, torch.full((3,), half / 2 * 0.05))
+    assert (flat.v_latency_log_std > math.log(0.05)).all()
 
 
 def test_target_stats_map_between_normalised_and_physical_units():
@@ -225,19 +254,20 @@ def test_target_stats_map_between_normalised_and_physical_units():
     x, t, s = inputs()
     with torch.no_grad():
         before = m(x, t, s).heads
-        m.set_target_stats(v_latency_ms=(7.5, 1.0), v_amplitude_uv=(0.5, 0.1), threshold_db=(40.0, 20.0))
+        m.set_target_stats(v_amplitude_uv=(0.5, 0.1), i_amplitude_uv=(0.2, 0.05), threshold_db=(40.0, 20.0))
         after = m(x, t, s).heads
-    assert (after.v_latency_ms - before.v_latency_ms).mean() > 0.5
+    assert (after.v_amplitude_uv - before.v_amplitude_uv).mean() > 0.1
     assert (after.threshold_db - before.threshold_db).mean() > 5
     assert torch.equal(m.state_dict()["heads.threshold_db_stats"], torch.tensor([40.0, 20.0]))
+    assert torch.equal(m.state_dict()["heads.i_amplitude_uv_stats"], torch.tensor([0.2, 0.05]))
     heads = m.heads
-    for name, value in [("v_latency_ms", torch.tensor([0.5, 6.0, 12.0])), ("v_amplitude_uv", torch.tensor([-0.2, 0.4])),
-                        ("threshold_db", torch.tensor([-10.0, 95.0])), ("v_latency_log_std", torch.tensor([-1.0]))]:
+    for name, value in [("v_amplitude_uv", torch.tensor([-0.2, 0.4])), ("iii_amplitude_uv", torch.tensor([0.1])),
+                        ("threshold_db", torch.tensor([-10.0, 95.0])), ("v_amplitude_log_std", torch.tensor([-1.0]))]:
         torch.testing.assert_close(heads.denormalise(name, heads.normalise(name, value)), value)
     torch.testing.assert_close(heads.normalise("threshold_db", torch.tensor([40.0])), torch.tensor([0.0]))
     torch.testing.assert_close(heads.normalise("v_amplitude_log_std", torch.tensor([0.0])),
                                -torch.log(torch.tensor([0.1])))
-    with pytest.raises(KeyError, match="v_latency"):
+    with pytest.raises(KeyError, match="v_amplitude"):
         heads.normalise("latency", torch.tensor([1.0]))
     with pytest.raises(ValueError, match="std > 0"):
         m.set_target_stats(threshold_db=(30.0, 0.0))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from abrflow.checkpoint import CHECKPOINT_FORMAT
 from abrflow.cli import main
 
 from .conftest import REPO, make_records
@@ -47,7 +48,7 @@ def test_train_writes_the_experiment_layout_and_self_contained_checkpoints(tmp_p
     assert any((tmp_path / "logs" / "exp1" / "tensorboard").iterdir())
     ckpt = torch.load(ck / "best_model.pt", weights_only=True, map_location="cpu")
     meta = ckpt["abrflow"]
-    assert meta["format"] == "abrflow.checkpoint/1" and meta["class_names"][1] == "NEUROPATHY"
+    assert meta["format"] == CHECKPOINT_FORMAT and meta["class_names"][1] == "NEUROPATHY"
     assert meta["time_base"] == {"signal_length": 200, "sampling_rate_hz": 20000.0}
     assert meta["normalization"]["signal_scale"] > 0 and len(meta["normalization"]["static_mean"]) == 4
     assert meta["config"]["project"]["seed"] == 3

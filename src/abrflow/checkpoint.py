@@ -28,7 +28,7 @@ from .errors import CheckpointError
 from .io import atomic_open
 
 #: The checkpoint format this version writes and reads.
-CHECKPOINT_FORMAT = "abrflow.checkpoint/1"
+CHECKPOINT_FORMAT = "abrflow.checkpoint/2"  # 2: heatmap heads for waves I, III and V (issue 19)
 #: Keys of ``ckpt["abrflow"]`` every checkpoint must carry (``calibration`` is added after training).
 REQUIRED_METADATA: tuple[str, ...] = ("format", "package_version", "config", "normalization", "target_stats",
                                       "class_names", "static_fields", "time_base")

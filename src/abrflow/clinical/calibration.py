@@ -22,18 +22,22 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
+from ..data.schema import INTERPEAK_INTERVALS, WAVE_KEYS
+
 CALIBRATION_FORMAT = "abrflow.calibration/1"
 DEFAULT_LEVEL = 0.9
-#: Regression outputs that get conformal intervals: value field -> its log-spread field.
+#: Regression outputs that get conformal intervals: value field -> its log-spread field. Waves I, III,
+#: V (latency, amplitude), the interpeak intervals (``with_intervals`` derives them) and the threshold.
 INTERVAL_TARGETS: dict[str, str] = {
-    "v_latency_ms": "v_latency_log_std",
-    "v_amplitude_uv": "v_amplitude_log_std",
+    **{f"{w}_{what}": f"{w}_{spread}" for w in WAVE_KEYS
+       for what, spread in (("latency_ms", "latency_log_std"), ("amplitude_uv", "amplitude_log_std"))},
+    **{f"{name}_interval_ms": f"{name}_interval_log_std" for name, _, _ in INTERPEAK_INTERVALS},
     "threshold_db": "threshold_log_std",
 }
 #: Probabilities that get a temperature: name -> the logit field it scales.
 TEMPERATURE_TARGETS: dict[str, str] = {
     "hearing_loss": "hearing_loss_logits",
-    "v_present": "v_present_logit",
+    **{f"{w}_present": f"{w}_present_logit" for w in WAVE_KEYS},
     "threshold_no_response": "threshold_no_response_logit",
 }
 #: Search range of the temperature (log-uniform bounds): far beyond any sensible value on both sides.
@@ -217,28 +221,45 @@ class Calibration:
                    split=str(d.get("split", "val")), counts={k: int(v.size) for k, v in scores.items()})
 
 
+def with_intervals(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``values`` plus each interpeak interval ``{name}_interval_ms`` (later − earlier latency, NaN
+    where either is) and, where the spreads are there, ``{name}_interval_log_std``: the two
+    latencies' spreads added in quadrature (their errors taken as independent)."""
+    out = dict(values)
+    for name, early, late in INTERPEAK_INTERVALS:
+        out[f"{name}_interval_ms"] = (np.asarray(values[f"{late}_latency_ms"], np.float64)
+                                      - np.asarray(values[f"{early}_latency_ms"], np.float64))
+        if f"{early}_latency_log_std" in values:
+            a = np.asarray(values[f"{early}_latency_log_std"], np.float64)
+            b = np.asarray(values[f"{late}_latency_log_std"], np.float64)
+            out[f"{name}_interval_log_std"] = 0.5 * np.logaddexp(2 * a, 2 * b)
+    return out
+
+
 def calibrate_heads(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.ndarray], *,
                     level: float = DEFAULT_LEVEL, split: str = "val") -> Calibration:
     """Fit temperatures and conformal scores from head outputs and labels of one split.
 
     ``outputs``: the heads' fields as arrays (``HeadOutput`` names, regression values in units).
-    ``targets``: ``hearing_loss`` (int, −1 unknown), ``v_present`` (bool), ``v_latency_ms``,
-    ``v_amplitude_uv`` (NaN where not marked), ``threshold_db`` (NaN unknown, +inf no response).
+    ``targets``: ``hearing_loss`` (int, −1 unknown), per wave ``{w}_present`` (1/0, NaN where not
+    judged), ``{w}_latency_ms`` and ``{w}_amplitude_uv`` (NaN where not marked), ``threshold_db``
+    (NaN unknown, +inf no response). Interpeak intervals are scored where both waves are marked.
     Each quantity uses only the recordings that carry its label; a quantity with none gets no
     temperature (None) or an empty score list (intervals then unavailable, never guessed).
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    outputs = with_intervals(outputs)
+    targets = with_intervals(targets)
     hl = np.asarray(targets["hearing_loss"], np.int64)
-    v_present = np.asarray(targets["v_present"], bool)
     thr = np.asarray(targets["threshold_db"], np.float64)
     n = len(hl)
 
-    labelled = {
-        "hearing_loss": (hl >= 0, hl),
-        "v_present": (np.ones(n, bool), v_present.astype(np.int64)),
-        "threshold_no_response": (~np.isnan(thr), np.isposinf(thr).astype(np.int64)),
-    }
+    labelled = {"hearing_loss": (hl >= 0, hl),
+                "threshold_no_response": (~np.isnan(thr), np.isposinf(thr).astype(np.int64))}
+    for w in WAVE_KEYS:
+        present = np.asarray(targets[f"{w}_present"], np.float64)
+        labelled[f"{w}_present"] = (np.isfinite(present), np.nan_to_num(present).astype(np.int64))
     temperatures: dict[str, float | None] = {}
     for name, (mask, y) in labelled.items():
         logits = np.asarray(outputs[TEMPERATURE_TARGETS[name]], np.float64)[mask]
@@ -248,8 +269,6 @@ def calibrate_heads(outputs: Mapping[str, np.ndarray], targets: Mapping[str, np.
     for name, log_std_name in INTERVAL_TARGETS.items():
         y = np.asarray(targets[name], np.float64)
         mask = np.isfinite(y)
-        if name != "threshold_db":
-            mask &= v_present
         scores[name] = np.sort(normalised_scores(y[mask], np.asarray(outputs[name])[mask],
                                                  np.asarray(outputs[log_std_name])[mask]))
     known = hl >= 0

@@ -26,7 +26,9 @@ from ..errors import DataError
 from .normalization import NormalizationStats
 from .records import STATIC_FIELDS, ABRRecords
 from .records_dir import is_records_dir, read_rows
+from .schema import WAVE_NAMES
 from .splits import SPLIT_NAMES, Split, split_records
+from .wave_labels import wave_labels
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +38,33 @@ def records_to_tensors(records: ABRRecords, stats: NormalizationStats,
     """All fields a model or loss needs for ``rows`` of ``records`` (default: all), as tensors;
     a mask beside every target that can be missing. ``index`` is the position in ``rows``.
 
-    Threshold: finite → a number (mask 1); +inf → "no response" (a class of its own, not a
-    number); NaN → unknown (both masks 0).
+    Waves I, III, V (``wave_*`` [N, 3], ``abrflow.data.wave_labels``): presence with a mask of where it
+    was judged, latency and amplitude with masks of where they were marked. Threshold: finite → a
+    number (mask 1); +inf → "no response" (a class of its own, not a number); NaN → unknown (both
+    masks 0).
     """
     take = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
     signal = records.signal[take] if rows is None else read_rows(records.signal, take)
     signal = stats.normalize_signal(signal)[:, None, :]
     static = stats.normalize_static(np.stack([getattr(records, f)[take] for f in STATIC_FIELDS], axis=1))
-    v_present = np.asarray(records.v_present[take])
-    lat = records.v_latency_ms[take]
-    amp = records.v_amplitude_uv[take]
+    waves = wave_labels(records, None if rows is None else take)
+    lat, amp = waves["latency_ms"], waves["amplitude_uv"]
     thr = records.threshold_db[take]
     known_thr = ~np.isnan(thr)
     finite_thr = np.isfinite(thr)
+
+    def tensor(values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(values, np.float32))
+
     return {
         "signal": torch.from_numpy(np.ascontiguousarray(signal, np.float32)),
         "static": torch.from_numpy(static.astype(np.float32)),
-        "v_present": torch.from_numpy(v_present.astype(np.float32)),
-        "v_latency_ms": torch.from_numpy(np.nan_to_num(lat, nan=0.0).astype(np.float32)),
-        "v_latency_mask": torch.from_numpy((v_present & np.isfinite(lat)).astype(np.float32)),
-        "v_amplitude_uv": torch.from_numpy(np.nan_to_num(amp, nan=0.0).astype(np.float32)),
-        "v_amplitude_mask": torch.from_numpy((v_present & np.isfinite(amp)).astype(np.float32)),
+        "wave_present": tensor(waves["present"]),
+        "wave_present_mask": tensor(waves["judged"]),
+        "wave_latency_ms": tensor(np.nan_to_num(lat, nan=0.0)),
+        "wave_latency_mask": tensor(np.isfinite(lat)),
+        "wave_amplitude_uv": tensor(np.nan_to_num(amp, nan=0.0)),
+        "wave_amplitude_mask": tensor(np.isfinite(amp)),
         "hearing_loss": torch.from_numpy(records.hearing_loss[take].astype(np.int64)),
         "threshold_db": torch.from_numpy(np.where(finite_thr, thr, 0.0).astype(np.float32)),
         "threshold_mask": torch.from_numpy(finite_thr.astype(np.float32)),
@@ -227,8 +235,10 @@ class ABRDataModule(L.LightningDataModule):
         """Mean and SD of the regression targets on the training split (for head normalisation)."""
         self._require_setup()
         out = {}
-        for name in ("v_latency_ms", "v_amplitude_uv", "threshold_db"):
-            v = getattr(self.records, name)[self.split.train]
+        amplitude = wave_labels(self.records, self.split.train)["amplitude_uv"]
+        targets = {f"{name.lower()}_amplitude_uv": amplitude[:, j] for j, name in enumerate(WAVE_NAMES)}
+        targets["threshold_db"] = self.records.threshold_db[self.split.train]
+        for name, v in targets.items():
             v = v[np.isfinite(v)]
             out[name] = (float(v.mean()), float(max(v.std(), 1e-3))) if v.size else (0.0, 1.0)
         return out

@@ -61,7 +61,8 @@ def _upsample(in_channels: int, out_channels: int) -> nn.Module:
 
 
 class HierarchicalUNet(nn.Module):
-    def __init__(self, *, signal_length: int = 200, static_dim: int = 4, n_classes: int = 5,
+    def __init__(self, *, signal_length: int = 200, sampling_rate_hz: float = 20000.0, static_dim: int = 4,
+                 n_classes: int = 5,
                  base_channels: int = 16, n_levels: int = 3, channel_mults: tuple[int, ...] = (1, 2, 2),
                  n_res_blocks: int = 1, dropout: float = 0.1, time_embed_dim: int = 128,
                  n_s4_layers: int = 1, d_state: int = 32, s4_init: str = "lin", bidirectional: bool = True,
@@ -107,13 +108,15 @@ class HierarchicalUNet(nn.Module):
             blocks += [attn(w, j == 0) for j in range(n_transformer_layers)]
             self.decoder.append(_Level(blocks, up))
         self.out = nn.Sequential(group_norm(widths[0]), nn.SiLU(), nn.Conv1d(widths[0], 1, 3, padding=1))
-        self.heads = MultiTaskHeads(widths[-1], widths[0], n_classes, hidden=2 * max(widths), dropout=dropout)
+        self.heads = MultiTaskHeads(widths[-1], widths[0], n_classes, hidden=2 * max(widths), dropout=dropout,
+                                    sample_ms=1000.0 / sampling_rate_hz)
 
     @classmethod
     def from_config(cls, model_cfg, data_cfg) -> HierarchicalUNet:
         """Build from ``cfg.model`` and ``cfg.data`` (signal_length, static_dim, n_classes)."""
         a, c = model_cfg.architecture, model_cfg.conditioning
-        return cls(signal_length=data_cfg.signal_length, static_dim=data_cfg.static_dim,
+        return cls(signal_length=data_cfg.signal_length, sampling_rate_hz=data_cfg.sampling_rate_hz,
+                   static_dim=data_cfg.static_dim,
                    n_classes=data_cfg.n_classes, base_channels=a.base_channels, n_levels=a.n_levels,
                    channel_mults=tuple(a.channel_mults), n_res_blocks=a.n_res_blocks, dropout=a.dropout,
                    time_embed_dim=a.time_embed_dim, n_s4_layers=a.encoder.n_s4_layers,
@@ -124,7 +127,7 @@ class HierarchicalUNet(nn.Module):
                    use_threshold_condition=c.use_threshold_condition, cond_drop_prob=c.cond_drop_prob)
 
     def set_target_stats(self, **stats: tuple[float, float]) -> None:
-        """(mean, std) of v_latency_ms / v_amplitude_uv / threshold_db on the training split."""
+        """(mean, std) of the wave amplitudes and threshold_db on the training split."""
         self.heads.set_target_stats(**stats)
 
     # ----------------------------------------------------------------- conditioning

@@ -5,9 +5,9 @@ differently (a few tenths of a millisecond), amplify differently, and their nois
 noise. Each training recording is, with probability ``p`` per transform, band-limited by a random
 zero-phase Butterworth band-pass, shifted in time, stretched in time (later, broader waves: tone
 bursts, immaturity), scaled in amplitude, given a baseline offset and slow drift (exports without
-a high-pass), and — where it has no wave V — extra noise of a random colour. The targets follow the transform (latency shifts and stretches, amplitude scales);
+a high-pass), and — where it has no marked wave — extra noise of a random colour. The targets follow the transform (latency shifts and stretches, amplitude scales);
 a transform that would change a label we cannot recompute is not applied (no extra noise on a
-recording with a marked V, no stretch that pushes V out of the window).
+recording with a marked wave, no stretch that pushes a mark out of the window).
 
 Only the heads' half of the step sees augmented recordings: the diffusion model keeps learning the
 cohort's own waveforms, so generation is unchanged. Randomness comes from torch's generator, which
@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: Latest wave V latency a stretch may move a mark to, as a share of the window.
+#: Latest wave latency a stretch may move a mark to, as a share of the window.
 _MAX_LATENCY_SHARE = 0.95
 
 
@@ -92,10 +92,10 @@ def augment_batch(batch: dict[str, torch.Tensor], aug_cfg, sampling_rate_hz: flo
     n, t = x.shape
     dev = x.device
     ms_per_sample = 1000.0 / sampling_rate_hz
-    lat = batch["v_latency_ms"].float().clone()
-    lat_mask = batch["v_latency_mask"].float()
-    amp = batch["v_amplitude_uv"].float().clone()
-    marked = batch["v_present"] > 0
+    lat = batch["wave_latency_ms"].float().clone()  # [n, 3]: waves I, III, V
+    lat_mask = batch["wave_latency_mask"].float()
+    amp = batch["wave_amplitude_uv"].float().clone()
+    marked = (batch["wave_present"] > 0).any(dim=1)
 
     # Band limit: corners drawn log-uniformly; applied to whole recording (response and noise alike).
     rows = _chosen(p, n, dev)
@@ -107,23 +107,23 @@ def augment_batch(batch: dict[str, torch.Tensor], aug_cfg, sampling_rate_hz: flo
     # Time stretch (≥ 1: later and broader waves) and shift; marked latencies move with the trace.
     stretch = 1.0 + (float(aug_cfg.time_stretch_max) - 1.0) * torch.rand(n, device=dev)
     latest_ms = _MAX_LATENCY_SHARE * (t - 1) * ms_per_sample
-    room = torch.where(lat_mask > 0, latest_ms / lat.clamp_min(1e-3), torch.full_like(lat, float("inf")))
+    room = torch.where(lat_mask > 0, latest_ms / lat.clamp_min(1e-3), torch.full_like(lat, float("inf"))).amin(dim=1)
     stretch = torch.where(_chosen(p, n, dev), torch.minimum(stretch, room.clamp_min(1.0)), torch.ones_like(stretch))
     shift_ms = (2 * torch.rand(n, device=dev) - 1) * float(aug_cfg.time_shift_ms)
     shift_ms = torch.where(_chosen(p, n, dev), shift_ms, torch.zeros_like(shift_ms))
-    new_lat = lat * stretch + shift_ms
-    outside = (new_lat < 0) | (new_lat > (t - 1) * ms_per_sample)
-    shift_ms = torch.where((lat_mask > 0) & outside, torch.zeros_like(shift_ms), shift_ms)
+    new_lat = lat * stretch[:, None] + shift_ms[:, None]
+    outside = ((lat_mask > 0) & ((new_lat < 0) | (new_lat > (t - 1) * ms_per_sample))).any(dim=1)
+    shift_ms = torch.where(outside, torch.zeros_like(shift_ms), shift_ms)
     if bool((stretch != 1).any() or (shift_ms != 0).any()):
         grid = torch.arange(t, device=dev, dtype=torch.float32)[None, :]
         x = _resample(x, (grid - shift_ms[:, None] / ms_per_sample) / stretch[:, None])
-    lat = torch.where(lat_mask > 0, lat * stretch + shift_ms, lat)
+    lat = torch.where(lat_mask > 0, lat * stretch[:, None] + shift_ms[:, None], lat)
 
     # Amplitude: one gain per recording; the marked amplitude scales with it.
     gain_max = float(aug_cfg.amplitude_scale_max)
     gain = torch.where(_chosen(p, n, dev), _log_uniform(1.0 / gain_max, gain_max, n, dev), torch.ones(n, device=dev))
     x = x * gain[:, None]
-    amp = amp * gain
+    amp = amp * gain[:, None]
 
     # Baseline: an offset, a trend and a slow wave (recordings without a high-pass drift; EARNDB's do).
     drifting = _chosen(p, n, dev)
@@ -137,7 +137,7 @@ def augment_batch(batch: dict[str, torch.Tensor], aug_cfg, sampling_rate_hz: flo
         shape = shape / shape.abs().amax(dim=-1, keepdim=True).clamp_min(1e-6)
         x = torch.where(drifting[:, None], x + size[:, None] * shape, x)
 
-    # Extra noise of random colour, only where no wave V is marked (the label stays true).
+    # Extra noise of random colour, only where no wave is marked (the labels stay true).
     noisy = _chosen(p, n, dev) & ~marked
     if bool(noisy.any()):
         level = float(aug_cfg.noise_sd_max) * torch.rand(n, device=dev) * x.std(dim=-1)
@@ -147,6 +147,6 @@ def augment_batch(batch: dict[str, torch.Tensor], aug_cfg, sampling_rate_hz: flo
 
     out = dict(batch)
     out["signal"] = x[:, None, :].to(batch["signal"].dtype)
-    out["v_latency_ms"] = lat.to(batch["v_latency_ms"].dtype)
-    out["v_amplitude_uv"] = amp.to(batch["v_amplitude_uv"].dtype)
+    out["wave_latency_ms"] = lat.to(batch["wave_latency_ms"].dtype)
+    out["wave_amplitude_uv"] = amp.to(batch["wave_amplitude_uv"].dtype)
     return out

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ..checkpoint import attach_calibration, model_weights, read_checkpoint
 from ..clinical.calibration import DEFAULT_LEVEL, TEMPERATURE_BOUNDS, Calibration, calibrate_heads
+from ..data.schema import WAVE_KEYS
 from ..models.unet import build_model
 
 log = logging.getLogger(__name__)
@@ -32,13 +33,13 @@ def _targets(batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
     thr = np.where(np_("threshold_mask") > 0, np_("threshold_db"), np.nan)
     thr = np.where((np_("no_response_mask") > 0) & (np_("no_response") > 0), np.inf, thr)
-    return {
-        "hearing_loss": batch["hearing_loss"].cpu().numpy().astype(np.int64),
-        "v_present": np_("v_present") > 0,
-        "v_latency_ms": np.where(np_("v_latency_mask") > 0, np_("v_latency_ms"), np.nan),
-        "v_amplitude_uv": np.where(np_("v_amplitude_mask") > 0, np_("v_amplitude_uv"), np.nan),
-        "threshold_db": thr,
-    }
+    out = {"hearing_loss": batch["hearing_loss"].cpu().numpy().astype(np.int64), "threshold_db": thr}
+    for j, w in enumerate(WAVE_KEYS):
+        out[f"{w}_present"] = np.where(np_("wave_present_mask")[:, j] > 0, np_("wave_present")[:, j], np.nan)
+        out[f"{w}_latency_ms"] = np.where(np_("wave_latency_mask")[:, j] > 0, np_("wave_latency_ms")[:, j], np.nan)
+        out[f"{w}_amplitude_uv"] = np.where(np_("wave_amplitude_mask")[:, j] > 0,
+                                            np_("wave_amplitude_uv")[:, j], np.nan)
+    return out
 
 
 @torch.inference_mode()

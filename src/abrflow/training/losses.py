@@ -1,4 +1,4 @@
-"""Multi-task loss: diffusion (v-prediction MSE, min-SNR weighted) + wave V, class and threshold.
+"""Multi-task loss: diffusion (v-prediction MSE, min-SNR weighted) + waves I/III/V, class and threshold.
 
 Every task term is masked (a missing label contributes nothing, not a zero target), computed on
 normalised targets (the heads' own scale), and shape-checked: the predecessor silently
@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.heads import HeadOutput
+from ..models.heads import WAVE_KEYS, HeadOutput
 
 TASKS = ("diffusion", "peak_exist", "peak_latency", "peak_amplitude", "classification", "threshold")
+#: SD (ms) of the target heatmap around a marked latency: how far two experts' marks of the same wave
+#: usually lie apart (most pairwise differences below 0.1 ms; Naves et al. 2012, BioMed Eng OnLine 11:86).
+MARK_SD_MS = 0.1
 
 
 def _same_shape(a: Tensor, b: Tensor, what: str) -> None:
@@ -35,6 +38,16 @@ def gaussian_nll(mean: Tensor, log_std: Tensor, target: Tensor) -> Tensor:
     """Per-element Gaussian negative log-likelihood (constant dropped), log-spread clamped for stability."""
     log_std = log_std.clamp(-7.0, 7.0)
     return 0.5 * ((target - mean) * torch.exp(-log_std)) ** 2 + log_std
+
+
+def heatmap_divergence(logits: Tensor, latency_ms: Tensor, sample_ms: float) -> Tensor:
+    """Per-row KL(q ‖ softmax(logits)) of a Gaussian target heatmap q (SD ``MARK_SD_MS``)
+    centred on each marked latency: 0 when the heatmap is the target, so the term's scale does not
+    depend on the window length."""
+    grid = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.float32) * sample_ms
+    log_q = -0.5 * ((grid - latency_ms.float()[..., None]) / MARK_SD_MS) ** 2
+    log_q = torch.log_softmax(log_q, dim=-1)
+    return (log_q.exp() * (log_q - torch.log_softmax(logits.float(), dim=-1))).sum(-1)
 
 
 def class_weights_from_counts(counts: np.ndarray | Tensor) -> Tensor:
@@ -59,8 +72,9 @@ def focal_loss(logits: Tensor, target: Tensor, gamma: float, weight: Tensor | No
 class MultiTaskLoss(nn.Module):
     """Weighted sum of the six task losses; optional learned uncertainty weighting (Kendall et al.)."""
 
-    def __init__(self, loss_cfg, class_counts: np.ndarray | None = None):
+    def __init__(self, loss_cfg, class_counts: np.ndarray | None = None, sample_ms: float = 0.05):
         super().__init__()
+        self.sample_ms = float(sample_ms)  # the heatmaps' time step
         self.weights = {k: float(loss_cfg.weights[k]) for k in TASKS}
         self.classification_loss = str(loss_cfg.classification_loss)
         self.regression_loss = str(loss_cfg.regression_loss)
@@ -86,7 +100,7 @@ class MultiTaskLoss(nn.Module):
         pred = getattr(heads, name)
         _same_shape(pred, target, name)
         z_pred = normalise(name, pred.float())
-        z_target = normalise(name, target.float().clamp_min(1e-3) if name == "v_latency_ms" else target.float())
+        z_target = normalise(name, target.float())
         if self.regression_loss == "gaussian_nll":
             per = gaussian_nll(z_pred, normalise(log_std_name, getattr(heads, log_std_name).float()), z_target)
         else:
@@ -94,14 +108,27 @@ class MultiTaskLoss(nn.Module):
         return masked_mean(torch.where(mask > 0, per, torch.zeros_like(per)), mask)
 
     def task_terms(self, heads: HeadOutput, batch: Mapping[str, Tensor], normalise) -> dict[str, Tensor]:
-        """The five task losses of the t = 0 path, each masked where its label is missing."""
-        v_present = batch["v_present"].float()
-        _same_shape(heads.v_present_logit, v_present, "peak_exist")
-        terms = {"peak_exist": F.binary_cross_entropy_with_logits(heads.v_present_logit.float(), v_present)}
-        terms["peak_latency"] = self._regression(heads, "v_latency_ms", "v_latency_log_std",
-                                                 batch["v_latency_ms"], batch["v_latency_mask"], normalise)
-        terms["peak_amplitude"] = self._regression(heads, "v_amplitude_uv", "v_amplitude_log_std",
-                                                   batch["v_amplitude_uv"], batch["v_amplitude_mask"], normalise)
+        """The five task losses of the t = 0 path, each masked where its label is missing. The wave
+        terms add one term per wave (I, III, V): presence where it was judged, the heatmap's
+        divergence from the mark where a mark lies inside the window, amplitude where marked."""
+        present, judged = batch["wave_present"].float(), batch["wave_present_mask"].float()
+        lat, lat_mask = batch["wave_latency_ms"].float(), batch["wave_latency_mask"].float()
+        amp, amp_mask = batch["wave_amplitude_uv"], batch["wave_amplitude_mask"]
+        logits = heads.wave_heatmap_logits
+        if logits.dim() != 3 or logits.shape[:2] != lat.shape:
+            raise ValueError(f"peak_latency: heatmaps {tuple(logits.shape)} vs latencies {tuple(lat.shape)}")
+        last_ms = (logits.shape[-1] - 1) * self.sample_ms
+        locatable = lat_mask * ((lat >= 0) & (lat <= last_ms)).float()
+        divergence = heatmap_divergence(logits, torch.where(locatable > 0, lat, torch.zeros_like(lat)), self.sample_ms)
+        terms = {"peak_exist": 0.0, "peak_latency": 0.0, "peak_amplitude": 0.0}
+        for j, key in enumerate(WAVE_KEYS):
+            logit = heads.wave(key, "present_logit")
+            _same_shape(logit, present[:, j], "peak_exist")
+            bce = F.binary_cross_entropy_with_logits(logit.float(), present[:, j], reduction="none")
+            terms["peak_exist"] = terms["peak_exist"] + masked_mean(bce, judged[:, j])
+            terms["peak_latency"] = terms["peak_latency"] + masked_mean(divergence[:, j], locatable[:, j])
+            terms["peak_amplitude"] = terms["peak_amplitude"] + self._regression(
+                heads, f"{key}_amplitude_uv", f"{key}_amplitude_log_std", amp[:, j], amp_mask[:, j], normalise)
         target = batch["hearing_loss"]
         logits = heads.hearing_loss_logits.float()
         if logits.dim() != 2 or logits.shape[0] != target.shape[0]:

@@ -20,6 +20,7 @@ from ..config import config_hash, to_dict
 from ..data.records import CLASS_NAMES, STATIC_FIELDS
 from ..diffusion import ABRDiffusion
 from ..errors import NonFiniteLossError
+from ..models.heads import WAVE_KEYS
 from ..models.unet import build_model
 from .augment import augment_batch
 from .augment import enabled as augmentation_enabled
@@ -47,7 +48,7 @@ class ABRLightningModule(L.LightningModule):
         self.cfg = cfg
         self.model = model if model is not None else build_model(cfg)
         self.diffusion = ABRDiffusion.from_config(cfg.diffusion)
-        self.loss_fn = MultiTaskLoss(cfg.loss, class_counts)
+        self.loss_fn = MultiTaskLoss(cfg.loss, class_counts, sample_ms=1000.0 / float(cfg.data.sampling_rate_hz))
         self.normalization = normalization
         self.stimulus = stimulus
         self.target_stats = {k: tuple(map(float, v)) for k, v in (target_stats or {}).items()}
@@ -160,11 +161,12 @@ class ABRLightningModule(L.LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=b, sync_dist=True)
         for name, value in terms.items():
             self.log(f"val/{name}", value, batch_size=b, sync_dist=True)
-        self.val_v_f1.update(torch.sigmoid(heads.v_present_logit), batch["v_present"].long())
+        self.val_v_f1.update(torch.sigmoid(heads.v_present_logit), batch["wave_present"][:, WAVE_KEYS.index("v")].long())
         # Updated on every batch, even with no marked row (an empty update): under DDP every process
-        # must reach the same metric syncs, whatever labels its shard happens to hold.
-        marked = batch["v_latency_mask"] > 0
-        self.val_latency_mae.update(heads.v_latency_ms[marked], batch["v_latency_ms"][marked])
+        # must reach the same metric syncs, whatever labels its shard happens to hold. All waves' marks.
+        marked = batch["wave_latency_mask"] > 0
+        predicted = torch.stack([heads.wave(key, "latency_ms") for key in WAVE_KEYS], dim=1)
+        self.val_latency_mae.update(predicted[marked], batch["wave_latency_ms"][marked])
         self.val_macro_f1.update(heads.hearing_loss_logits, batch["hearing_loss"])
         known = batch["threshold_mask"] > 0
         self.val_threshold_mae.update(heads.threshold_db[known], batch["threshold_db"][known])
