@@ -54,7 +54,7 @@ def test_export_writes_both_graphs_int8_and_a_manifest(exported):  # noqa: F811
     assert manifest["heads"]["nan_static_rows"] == 5
     assert manifest["time_base"] == {"signal_length": 200, "sampling_rate_hz": 20000.0}
     assert manifest["calibration"]["level"] == 0.9 and set(manifest["calibration"]["temperature"]) == {
-        "hearing_loss", "v_present", "threshold_no_response"}
+        "hearing_loss", "i_present", "iii_present", "v_present", "threshold_no_response"}
     assert set(manifest["latency_ms_p50_batch1"]) == {"eager", "onnx", "int8"}
 
 

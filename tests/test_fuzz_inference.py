@@ -181,7 +181,8 @@ def test_analyse_valid_signal(inference, case):
     if waveform.shape != (MODEL_LENGTH,) or not np.isfinite(waveform).all():
         fail("inference_analyse_valid", f"waveform {waveform.shape} not a finite window for {what}")
     outputs = [result["threshold"]["value"], result["threshold"]["no_response_probability"],
-               *result["peaks"]["V"].values(), *result["classification"]["probabilities"].values()]
+               *(wave[k] for wave in result["peaks"].values() for k in ("present_probability", "latency_ms", "amplitude_uv")),
+               *result["classification"]["probabilities"].values()]
     if not np.isfinite(outputs).all():
         fail("inference_analyse_valid", f"non-finite output {outputs} for {what}")
     rate = case["sampling_rate_hz"]

@@ -14,7 +14,10 @@ unknown to the model):
    level reaches :data:`MODEL_DETECTION_CRITERION` and the threshold placed at the
    :data:`MODEL_RESPONSE_CRITERION` crossing, both fixed on a synthetic cohort;
 3. the latency–intensity function: per tested level (loudest first) the mean probability, the mean
-   latency of the recordings called responses, and its slope over levels.
+   latency of the recordings called responses, and its slope over levels; beside it waves I and III
+   where the model calls them in those responses, and the wave V norm band for the ear's age
+   (``clinical.norms``; clicks in dB nHL only — a click norm is never read against another stimulus
+   or unit); and the interpeak intervals at the loudest level with a response, against their norms.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..data.records import ABRRecords
-from .levels import TrainedStimulus, level_units, model_view, series_stimulus_notes
+from ..data.schema import DEFAULT_LEVEL_UNIT, INTERPEAK_INTERVALS, WAVE_KEYS
+from ..data.stimulus import stimulus_of
+from .levels import TrainedStimulus, level_units, model_view, norms_apply, series_stimulus_notes
+from .norms import latency_norm_band_ms, normative_interval_ms, normative_latency_ms, outside_norm, z_score
 from .replication import MODEL_GATE_MIN_R, replicates
 from .series import series_rows
 from .thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
@@ -33,6 +39,35 @@ from .thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, ser
 
 def _floats(values) -> list[float]:
     return [float(v) for v in np.asarray(values, np.float64)]
+
+
+#: A wave is read in a response where the model's presence probability reaches this (``interpret``'s call).
+WAVE_CALL_PROBABILITY = 0.5
+
+
+def _called_mean(analysed: Mapping[str, np.ndarray], wave: str, rows: np.ndarray) -> float:
+    """Mean latency of ``wave`` over ``rows`` where the model calls it (NaN where it calls it nowhere)."""
+    if f"{wave}_latency_ms" not in analysed or not rows.size:
+        return math.nan
+    lat = np.asarray(analysed[f"{wave}_latency_ms"], np.float64)[rows]
+    prob = np.asarray(analysed[f"{wave}_present_prob"], np.float64)[rows]
+    keep = prob >= WAVE_CALL_PROBABILITY
+    return float(lat[keep].mean()) if keep.any() else math.nan
+
+
+def _top_level_intervals(latencies: Mapping[str, list[float]], age_years: float) -> dict[str, dict]:
+    """Interpeak intervals at the loudest level where both waves were read, with z-score and flag."""
+    out = {}
+    for name, early, late in INTERPEAK_INTERVALS:
+        pairs = [(a, b) for a, b in zip(latencies[early], latencies[late]) if math.isfinite(a) and math.isfinite(b)]
+        if not pairs:
+            out[name] = {"ms": None, "z": None, "outside_norm": False}
+            continue
+        ms = pairs[0][1] - pairs[0][0]
+        mean, sd = normative_interval_ms(name, np.array([age_years]))
+        z = float(z_score(np.array([ms]), mean, sd)[0])
+        out[name] = {"ms": float(ms), "z": z, "outside_norm": bool(outside_norm(np.array([z]))[0])}
+    return out
 
 
 def gated_response_prob(records: ABRRecords, v_present_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -61,11 +96,13 @@ def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
     estimates = series_thresholds(records, prob, criterion=criterion, detection=MODEL_DETECTION_CRITERION)
     units = level_units(records)
     stimulus = series_stimulus_notes(records, trained)
+    types = stimulus_of(records)["stimulus_type"]
     out = {}
     for key, rows in series_rows(records).items():
         levels = records.intensity_db[rows].astype(np.float64)
         tested = np.unique(levels[np.isfinite(levels)])[::-1]  # loudest first, as tested
         p_level, lat_level, n_level, rep_level = [], [], [], []
+        waves: dict[str, list[float]] = {w: [] for w in WAVE_KEYS}
         for lv in tested:
             at = rows[levels == lv]
             responding = at[prob[at] >= criterion]
@@ -73,6 +110,17 @@ def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
             lat_level.append(float(latency[responding].mean()) if responding.size else math.nan)
             n_level.append(int(at.size))
             rep_level.append(math.nan if replicating is None else float(replicating[at].mean()))
+            for w in WAVE_KEYS:
+                waves[w].append(lat_level[-1] if w == "v" else _called_mean(analysed, w, responding))
+        age = float(np.nanmean(records.age_years[rows])) if np.isfinite(records.age_years[rows]).any() else math.nan
+        clicks_nhl = norms_apply(np.unique(types[rows]).tolist()) and str(units[rows[0]]) == DEFAULT_LEVEL_UNIT
+        if clicks_nhl:
+            ages = np.full(tested.size, age)
+            norm_ms = normative_latency_ms("v", tested, ages)[0]
+            norm_lo, norm_hi = latency_norm_band_ms("v", tested, ages)
+            norm = {"v_norm_ms": _floats(norm_ms), "v_norm_lo_ms": _floats(norm_lo), "v_norm_hi_ms": _floats(norm_hi)}
+        else:
+            norm = {name: [None] * tested.size for name in ("v_norm_ms", "v_norm_lo_ms", "v_norm_hi_ms")}
         lat = np.array(lat_level)
         ok = np.isfinite(lat)
         slope = float(np.polyfit(tested[ok], lat[ok], 1)[0]) if ok.sum() >= 2 else math.nan
@@ -85,7 +133,9 @@ def ear_thresholds(records: ABRRecords, analysed: Mapping[str, np.ndarray],
             **estimates[key].as_dict(),
             "latency_intensity": {"intensity_db": _floats(tested), "n_recordings": n_level,
                                   "v_present_prob": p_level, "v_latency_ms": lat_level,
+                                  "i_latency_ms": waves["i"], "iii_latency_ms": waves["iii"], **norm,
                                   "replicating_fraction": rep_level, "slope_ms_per_db": slope},
+            "top_level_intervals": _top_level_intervals(waves, age),
         }
     return out
 

@@ -17,14 +17,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..clinical.ear_rule import read_ears
+from ..clinical.levels import model_view
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
+from ..data.schema import WAVE_KEYS
 from ..errors import AbrflowError
+from .inputs import static_array
+from .interpret import wave_reading
 from .predictor import ABRInference
 
 #: Outputs averaged over the members (probabilities and values); the class is re-derived from the mean.
-AVERAGED = ("v_present_prob", "v_latency_ms", "v_amplitude_uv", "hearing_loss_prob", "threshold_db",
-            "threshold_no_response_prob")
+#: Interpeak intervals and norm flags are read again from the averaged latencies (``wave_reading``).
+AVERAGED = (*(f"{w}_{what}" for w in WAVE_KEYS for what in ("present_prob", "latency_ms", "amplitude_uv")),
+            "hearing_loss_prob", "threshold_db", "threshold_no_response_prob")
 
 
 class ABREnsemble:
@@ -83,6 +88,8 @@ class ABREnsemble:
         outputs = [m.analyse_records(records, return_confidence=False) for m in self.members]
         out = {name: np.mean([o[name] for o in outputs], axis=0) for name in AVERAGED}
         out["hearing_loss"] = np.argmax(out["hearing_loss_prob"], axis=1).astype(np.int64)
+        out.update(wave_reading(out, static_array(model_view(records, self.trained_stimulus).static)))
+        out["stimulus_outside_training"] = outputs[0]["stimulus_outside_training"]
         return out
 
     def estimate_threshold(self, series: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:

@@ -28,11 +28,7 @@ import torch
 
 from ..clinical.calibration import (
     DEFAULT_LEVEL,
-    INTERVAL_TARGETS,
-    conformal_interval,
     min_scores_for,
-    prediction_sets,
-    probabilities,
 )
 from ..clinical.ear_rule import read_ears
 from ..clinical.levels import TrainedStimulus, model_view, outside_training
@@ -46,6 +42,7 @@ from . import results
 from .checkpoint import load_checkpoint
 from .conditions import generation_conditions
 from .inputs import static_array
+from .interpret import interpret_heads
 from .onnx_backend import BACKENDS, OnnxHeads
 from .runtime import DEFAULT_BATCH_SIZE, check_batch_size, resolve_device, row_seeds
 
@@ -176,38 +173,23 @@ class ABRInference:
                 "split; periodic checkpoint_epoch_N.pt are not); ask without confidence")
         return self.calibration
 
-    def _quantile(self, name: str) -> float:
+    def _quantile(self, name: str, required: bool = True) -> float:
+        """The calibration's conformal quantile of ``name``; too few labelled values is an error where
+        ``required`` and +inf (no interval) otherwise."""
         cal = self._require_calibration()
-        q = cal.quantile(name, self.confidence_level)
-        if not math.isfinite(q):
+        q = cal.quantile(name, self.confidence_level) if name in cal.scores else math.inf
+        if not math.isfinite(q) and required:
             need = min_scores_for(1.0 - self.confidence_level)
             raise CheckpointError(
                 f"{self.checkpoint_path}: the calibration holds {cal.counts.get(name, 0)} labelled {name} values, "
                 f"too few for a {self.confidence_level:.0%} interval (needs ≥ {need})")
         return q
 
-    def _interpret(self, heads: Mapping[str, np.ndarray], confidence: bool) -> dict[str, np.ndarray]:
-        """Head outputs → calibrated probabilities, values in units and (optionally) intervals."""
+    def _interpret(self, heads: Mapping[str, np.ndarray], confidence: bool, static_raw: np.ndarray
+                   ) -> dict[str, np.ndarray]:
+        """Head outputs → what a clinician reads (``abrflow.inference.interpret``)."""
         temps = self.calibration.temperatures if self.calibration is not None else {}
-        hl_prob = probabilities(heads["hearing_loss_logits"], temps.get("hearing_loss"))
-        out = {
-            "v_present_prob": probabilities(heads["v_present_logit"], temps.get("v_present")),
-            "v_latency_ms": heads["v_latency_ms"],
-            "v_amplitude_uv": heads["v_amplitude_uv"],
-            "hearing_loss": np.argmax(hl_prob, axis=1).astype(np.int64),
-            "hearing_loss_prob": hl_prob,
-            "threshold_db": heads["threshold_db"],
-            "threshold_no_response_prob": probabilities(heads["threshold_no_response_logit"],
-                                                        temps.get("threshold_no_response")),
-        }
-        if confidence:
-            for name, log_std in INTERVAL_TARGETS.items():
-                lo, hi = conformal_interval(heads[name], heads[log_std], self._quantile(name))
-                if name == "v_latency_ms":
-                    lo = np.maximum(lo, 0.0)  # a latency is positive: clipping to the support keeps coverage
-                out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
-            out["hearing_loss_set"] = prediction_sets(hl_prob, self._quantile("hearing_loss"))
-        return out
+        return interpret_heads(heads, static_raw, temps, self._quantile if confidence else None)
 
     def _confidence(self, confidence: bool | None) -> bool:
         """None → intervals when the checkpoint is calibrated; True → required."""
@@ -256,7 +238,7 @@ class ABRInference:
             heads = self._measured_heads(records.signal, static)
         except DataError as exc:  # e.g. values beyond the model's range: name the file(s), not only the row
             raise DataError(exc.reason, file=records.source or exc.file, row=exc.row, field=exc.field) from None
-        out = self._interpret(heads, confidence)
+        out = self._interpret(heads, confidence, static)
         out["stimulus_outside_training"] = outside_training(records, self.trained_stimulus)
         return out
 
@@ -271,7 +253,7 @@ class ABRInference:
         x = self._window(signal, sampling_rate_hz)
         static = static_array([[age, intensity, stimulus_rate, fmp]])
         confidence = self._confidence(return_confidence)
-        arrays = self._interpret(self._measured_heads(x[None], static), confidence)
+        arrays = self._interpret(self._measured_heads(x[None], static), confidence, static)
         arrays["waveform"] = x[None]
         return results.prediction_row(self, arrays, 0, static[0], {"source": "measured"}, confidence)
 
@@ -317,7 +299,7 @@ class ABRInference:
             sampler, steps, _ = self.sampling(sampler, steps)
             seeds = row_seeds(len(static), seed)
             x = self._sample(static, seeds, sampler=sampler, steps=steps)
-            arrays = self._interpret(self._heads(x, static), confidence)
+            arrays = self._interpret(self._heads(x, static), confidence, static)
             arrays["waveform"] = self.stats.denormalize_signal(x)
             arrays["seed"] = seeds
             arrays["sampler"] = np.full(len(static), sampler)

@@ -2,8 +2,10 @@
 
 ``ABRInference.predict_single``/``predict_batch``/``analyse`` return these: ``classification``
 (predicted_category, code, original_code, probabilities, optionally the conformal prediction set),
-``threshold`` (value in dB nHL, no-response probability, optionally lo/hi), ``peaks["V"]``,
-``waveform`` (time_ms and the signal) and ``inputs``; with intervals a ``confidence`` section.
+``threshold`` (value in dB nHL, no-response probability, optionally lo/hi), ``peaks["I"]``,
+``["III"]`` and ``["V"]`` (presence probability, latency and amplitude, the latency's z-score against
+the norms and its flag), ``intervals`` (I–III, III–V, I–V with z-scores and flags), ``waveform``
+(time_ms and the signal) and ``inputs``; with intervals a ``confidence`` section.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..data.schema import ORIGINAL_CLASS_CODES, STATIC_FIELDS
+from ..data.schema import INTERPEAK_INTERVALS, ORIGINAL_CLASS_CODES, STATIC_FIELDS, WAVE_KEYS, WAVE_NAMES
 
 
 def floats(values) -> list[float]:
@@ -21,12 +23,51 @@ def floats(values) -> list[float]:
     return [float(v) for v in np.asarray(values, np.float64)]
 
 
+def _number(value) -> float | None:
+    """A JSON number, None for NaN (an interval the calibration cannot give, a z-score without a norm)."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _peaks(arrays: Mapping[str, np.ndarray], i: int, confidence: bool) -> dict:
+    """``peaks`` of one row: per wave (I, III, V) its presence, latency, amplitude and norm reading."""
+    peaks = {}
+    for key, name in zip(WAVE_KEYS, WAVE_NAMES):
+        wave = {"present_probability": float(arrays[f"{key}_present_prob"][i]),
+                "latency_ms": float(arrays[f"{key}_latency_ms"][i]),
+                "amplitude_uv": float(arrays[f"{key}_amplitude_uv"][i]),
+                "latency_z": _number(arrays[f"{key}_latency_z"][i]),
+                "latency_outside_norm": bool(arrays[f"{key}_latency_outside_norm"][i])}
+        if confidence:
+            for what in ("latency_ms", "amplitude_uv"):
+                wave[f"{what}_lo"] = _number(arrays[f"{key}_{what}_lo"][i])
+                wave[f"{what}_hi"] = _number(arrays[f"{key}_{what}_hi"][i])
+        peaks[name] = wave
+    return peaks
+
+
+def _intervals(arrays: Mapping[str, np.ndarray], i: int, confidence: bool) -> dict:
+    """``intervals`` of one row: I–III, III–V, I–V (ms) with z-scores and norm flags."""
+    out = {}
+    for name, early, late in INTERPEAK_INTERVALS:
+        entry = {"ms": float(arrays[f"{name}_interval_ms"][i]),
+                 "z": _number(arrays[f"{name}_interval_z"][i]),
+                 "outside_norm": bool(arrays[f"{name}_interval_outside_norm"][i])}
+        if confidence:
+            entry["lo"] = _number(arrays[f"{name}_interval_ms_lo"][i])
+            entry["hi"] = _number(arrays[f"{name}_interval_ms_hi"][i])
+        out[f"{early.upper()}-{late.upper()}"] = entry
+    return out
+
+
 def confidence_summary(calibration, level: float) -> dict:
     """How the intervals were made (level, method, calibration split and sizes, temperatures)."""
     return {
         "level": level,
-        "intervals": "split conformal, |y − ŷ|/σ̂ with the head's spread σ̂; latency/amplitude for wave V "
-                     "if present, threshold for an ear that responds",
+        "intervals": "split conformal, |y − ŷ|/σ̂ with the head's spread σ̂; latency/amplitude of waves I, III "
+                     "and V where marked, interpeak intervals where both waves are marked (σ̂ of the two "
+                     "latencies in quadrature), threshold for an ear that responds; none (null) for a quantity "
+                     "the calibration split held too few marks of",
         "class_set": "conformal prediction set (1 − p̂ scores)",
         "probabilities": "temperature-scaled",
         "calibration_split": calibration.split,
@@ -51,9 +92,6 @@ def prediction_row(model, arrays: Mapping[str, np.ndarray], i: int, static: np.n
     }
     threshold = {"value": float(arrays["threshold_db"][i]), "unit": "dB nHL",
                  "no_response_probability": float(arrays["threshold_no_response_prob"][i])}
-    wave_v = {"present_probability": float(arrays["v_present_prob"][i]),
-              "latency_ms": float(arrays["v_latency_ms"][i]),
-              "amplitude_uv": float(arrays["v_amplitude_uv"][i])}
     key = "signal_uv" if model.signal_unit == "uV" else "signal_zscore"
     waveform = {**waveform_meta, "time_ms": floats(model.time_ms), key: floats(arrays["waveform"][i])}
     result = {
@@ -61,16 +99,14 @@ def prediction_row(model, arrays: Mapping[str, np.ndarray], i: int, static: np.n
         "inputs": {name: (None if math.isnan(v) else float(f"{v:.7g}")) for name, v in zip(STATIC_FIELDS, static)},
         "classification": classification,
         "threshold": threshold,
-        "peaks": {"V": wave_v},
+        "peaks": _peaks(arrays, i, confidence),
+        "intervals": _intervals(arrays, i, confidence),
         "waveform": waveform,
     }
     if confidence:
         in_set = arrays["hearing_loss_set"][i]
         classification["prediction_set"] = [n for n, keep in zip(model.class_names, in_set) if keep]
         threshold["lo"], threshold["hi"] = float(arrays["threshold_db_lo"][i]), float(arrays["threshold_db_hi"][i])
-        for name, short in (("v_latency_ms", "latency_ms"), ("v_amplitude_uv", "amplitude_uv")):
-            wave_v[f"{short}_lo"] = float(arrays[f"{name}_lo"][i])
-            wave_v[f"{short}_hi"] = float(arrays[f"{name}_hi"][i])
         result["confidence"] = model.confidence_summary()
     return result
 

@@ -20,6 +20,7 @@ from ..clinical.replication import REPLICATION_MIN_R, replicates, replication_cr
 from ..clinical.series import series_rows
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
 from ..data.records import ABRRecords
+from ..data.schema import WAVE_KEYS
 from ..data.stimulus import stimulus_of
 
 BASELINES: dict[str, str] = {
@@ -32,14 +33,15 @@ BASELINES: dict[str, str] = {
 
 def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPONSE_CRITERION) -> dict[str, dict]:
     """Per series key: the model's estimate (see ``estimate_threshold``) plus ``baselines`` (dB, +inf =
-    no response, None = not available) and the picker's latencies in ``latency_intensity``.
+    no response, None = not available) and the classical pickers' latencies of waves I, III and V in
+    ``latency_intensity`` (``picker_{i,iii,v}_latency_ms``).
 
     The classical picker searches wave V in a window set by click latency norms: for a series played
     with another stimulus (a tone burst, a chirp) it is not applied (None, and ``picker_note`` says
     why) — a click norm is never read against a tone burst."""
     out = inference.estimate_threshold(records, criterion=criterion)
     reading = read_classical(records)
-    picked, crosscov, lowest_peak = reading.picked, reading.crosscov_db, reading.lowest_peak_db
+    waves, crosscov, lowest_peak = reading.waves, reading.crosscov_db, reading.lowest_peak_db
     criterion = replication_criterion(records)
     replicating = replicates(records, criterion)
     types = stimulus_of(records)["stimulus_type"]
@@ -52,12 +54,13 @@ def series_report(inference, records: ABRRecords, criterion: float = MODEL_RESPO
             "replication_min_r": None if replicating is None else criterion,
         }
         li = out[key]["latency_intensity"]
-        picker = []
-        for lv in li["intensity_db"]:
-            at = rows[levels == lv]
-            found = at[picked["v_present"][at]]
-            picker.append(float(np.nanmean(picked["v_latency_ms"][found])) if found.size else math.nan)
-        li["picker_v_latency_ms"] = picker if clicks else [None] * len(picker)
+        for w in WAVE_KEYS:
+            picker = []
+            for lv in li["intensity_db"]:
+                at = rows[levels == lv]
+                found = at[waves[f"{w}_present"][at]]
+                picker.append(float(np.nanmean(waves[f"{w}_latency_ms"][found])) if found.size else math.nan)
+            li[f"picker_{w}_latency_ms"] = picker if clicks else [None] * len(picker)
         if not clicks:
             out[key]["baselines"]["picker_note"] = (f"classical picker not applied: its wave V window comes from click "
                                                     f"latency norms, and this series was recorded with "

@@ -50,6 +50,10 @@ def series_tables(results: Mapping[str, dict]) -> tuple[dict[str, np.ndarray], d
     for name in ("crosscov_db", "lowest_peak_db", "replication_db"):
         ears[f"baseline_{name}"] = [results[k].get("baselines", {}).get(name) for k in keys]
     ears["slope_ms_per_db"] = [results[k]["latency_intensity"]["slope_ms_per_db"] for k in keys]
+    for k in keys:
+        for name, reading in results[k].get("top_level_intervals", {}).items():
+            for field, value in (("ms", reading["ms"]), ("z", reading["z"]), ("outside_norm", reading["outside_norm"])):
+                ears.setdefault(f"top_level_{name}_interval_{field}", []).append(value)
     levels: dict[str, list] = {}
     for k in keys:
         li = results[k]["latency_intensity"]
