@@ -133,7 +133,8 @@ def test_mark_agreement_reasons_breakdowns_and_presence():
     assert model_i["n"] == waves["I"]["n_marked"] == 8 and model_i["bias_ms"]["value"] == pytest.approx(0.05)
     v = waves["V"]["methods"]["model"]
     assert v["overall"]["n"] == waves["V"]["n_marked"] == int(rec.v_present.sum())
-    assert set(v["breakdown"]) == {"ear", "level", "file", "channel"}
+    assert set(v["breakdown"]) == {"ear", "level", "age", "file", "channel"}
+    assert sum(g["n"] for g in v["breakdown"]["age"].values()) == v["overall"]["n"]
     assert set(v["breakdown"]["file"]) == {"a.xml", "b.xml"}
     assert set(v["breakdown"]["channel"]) == {"1", "2"}
     marked = np.isfinite(wave_marks(rec, "V"))
@@ -145,6 +146,13 @@ def test_mark_agreement_reasons_breakdowns_and_presence():
     assert presence["model"]["fp"] == 1 and presence["model"]["fn"] == 0
     assert presence["classical picker"] == {"reason": "classical picker does not call wave V present or absent"}
     assert len(v["worst_rows"]) == 6
+    # I–V where both are marked: the model reads I at mark + 0.05 and V at mark + N(0.1, 0.1)
+    i_v = result["intervals"]["I-V"]
+    both = np.isfinite(wave_marks(rec, "I")) & np.isfinite(wave_marks(rec, "V"))
+    assert i_v["n_marked"] == int(both.sum()) and i_v["methods"]["model"]["overall"]["n"] == int(both.sum())
+    assert i_v["methods"]["classical picker"] == {"reason": "classical picker does not read the I-V interval"}
+    assert result["intervals"]["I-III"] == {"reason": "no trace has both waves I and III marked"}
+    assert waves["I"]["presence"]["model"] == {"reason": "model does not call wave I present or absent"}
 
 
 def test_defaults_do_not_score_presence_and_say_what_is_missing():

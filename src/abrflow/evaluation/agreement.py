@@ -18,19 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..clinical.picker import wave_i_latency_ms
 from ..data.readers.smartep_raters import find_thresholds_file, smartep_rater_thresholds
 from ..data.readers.thresholds_csv import read_thresholds_csv
 from ..data.records import ABRRecords
+from ..data.schema import WAVE_KEYS, WAVE_NAMES
 from . import figures_agreement
-from .mark_agreement import mark_agreement, wave_marks, worst_rows
+from .mark_agreement import PRESENCE_KEYS, mark_agreement, wave_marks, worst_rows
 from .threshold_agreement import threshold_agreement
 
 NO_MARKS = "no wave marks (I, III or V) in these files"
 NO_RATERS = ("no expert thresholds for these ears (give them with --thresholds CSV: patient_id, ear, threshold_db"
              "[, rater])")
-#: Traces drawn in the worst-agreement figure.
+#: Traces drawn in the worst-agreement figure and in the example-marks figure.
 WORST_TRACES = 6
+EXAMPLE_TRACES = 6
 
 
 def expert_raters(records: ABRRecords, data_paths: Sequence[str | os.PathLike] | None,
@@ -63,13 +64,15 @@ def has_marks(records: ABRRecords) -> bool:
 
 
 def mark_methods(records: ABRRecords, pred: dict, reading) -> dict[str, dict[str, np.ndarray]]:
-    """What each method reads of each wave, per row: the model (V) and the classical picker (V and I)."""
-    return {
-        "model": {"V": np.asarray(pred["v_latency_ms"], np.float64), "V_present": pred["v_present_prob"] >= 0.5},
-        "classical picker": {"V": np.asarray(reading.picked["v_latency_ms"], np.float64),
-                             "I": wave_i_latency_ms(reading.filtered, records.time_ms),
-                             "V_present": np.asarray(reading.picked["v_present"], bool)},
-    }
+    """What each method reads of each wave (I, III, V), per row: latencies and present/absent calls;
+    the model's from its heads, the classical pickers' from ``read_classical(records).waves``."""
+    out: dict[str, dict[str, np.ndarray]] = {"model": {}, "classical picker": {}}
+    for key, name in zip(WAVE_KEYS, WAVE_NAMES):
+        out["model"][name] = np.asarray(pred[f"{key}_latency_ms"], np.float64)
+        out["model"][PRESENCE_KEYS[name]] = np.asarray(pred[f"{key}_present_prob"]) >= 0.5
+        out["classical picker"][name] = np.asarray(reading.waves[f"{key}_latency_ms"], np.float64)
+        out["classical picker"][PRESENCE_KEYS[name]] = np.asarray(reading.waves[f"{key}_present"], bool)
+    return out
 
 
 def mark_section(records: ABRRecords, methods: dict, *, n_boot: int, seed: int) -> dict:
@@ -81,14 +84,38 @@ def mark_section(records: ABRRecords, methods: dict, *, n_boot: int, seed: int) 
     return mark_agreement(records, methods, n_boot=n_boot, seed=seed, unmarked_means_absent=absent)
 
 
+def example_rows(records: ABRRecords, k: int) -> np.ndarray:
+    """Up to ``k`` rows with the most waves marked, spread over the levels (loudest and softest first),
+    deterministic: the traces the example-marks figure shows."""
+    marked = np.stack([np.isfinite(wave_marks(records, w)) for w in WAVE_NAMES], axis=1).sum(axis=1)
+    best = np.flatnonzero(marked == marked.max()) if marked.max() > 0 else np.array([], int)
+    if best.size <= k:
+        return best
+    order = best[np.argsort(records.intensity_db[best], kind="stable")]
+    return np.unique(order[np.linspace(0, order.size - 1, k).round().astype(int)])
+
+
 def mark_figures(out_dir: Path, records: ABRRecords, methods: dict) -> dict[str, Path]:
-    """Bland–Altman of every method and marked wave, and the traces where the model's V is furthest off."""
-    marks_v, marks_i = wave_marks(records, "V"), wave_marks(records, "I")
+    """Bland–Altman of every method and marked wave, example traces with every method's I, III and V
+    on them, and the traces where the model's V is furthest off."""
+    marks_v = wave_marks(records, "V")
     model_v, picker = methods["model"]["V"], methods["classical picker"]
-    panels = {"model, wave V": (model_v, marks_v), "classical picker, wave V": (picker["V"], marks_v)}
-    if np.isfinite(marks_i).any():
-        panels["classical picker, wave I"] = (picker["I"], marks_i)
+    panels = {}
+    for wave in WAVE_NAMES:
+        marks = wave_marks(records, wave)
+        if np.isfinite(marks).any():
+            panels[f"model, wave {wave}"] = (methods["model"][wave], marks)
+            panels[f"classical picker, wave {wave}"] = (picker[wave], marks)
     paths = {"mark_bland_altman": figures_agreement.bland_altman_marks(panels, out_dir / "mark_bland_altman.png")}
+    rows = example_rows(records, EXAMPLE_TRACES)
+    if rows.size:
+        marks = [{"clinician": {w: float(wave_marks(records, w)[r]) for w in WAVE_NAMES},
+                  **{m: {w: float(methods[m][w][r]) for w in WAVE_NAMES} for m in ("model", "classical picker")}}
+                 for r in rows]
+        titles = [f"{records.patient_id[r]} {records.ear[r]} {records.intensity_db[r]:g} dB, "
+                  f"{records.age_years[r]:.2g} y" for r in rows]
+        paths["example_marks"] = figures_agreement.example_marks(records.time_ms, records.signal[rows], marks, titles,
+                                                                out_dir / "example_marks.png")
     worst = worst_rows(records, model_v, marks_v, k=WORST_TRACES)
     if worst:
         rows = [w["row"] for w in worst]

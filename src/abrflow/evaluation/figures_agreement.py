@@ -74,3 +74,41 @@ def worst_traces(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence[Mappi
         ax.legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("amplitude")
     return _save(fig, path)
+
+
+#: Marker per method in the example-marks figure (other methods get a round marker).
+METHOD_MARKERS = {"clinician": "v", "model": "o", "classical picker": "s"}
+
+
+def example_marks(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence[Mapping[str, Mapping[str, float]]],
+                  titles: Sequence[str], path) -> Path:
+    """Example traces with every method's waves I, III and V marked on the trace: per trace
+    ``{method: {wave: latency ms}}``; a marker sits on the trace at each latency, one shape per method,
+    one colour per wave, so a reader sees at once which hump each method called which wave."""
+    signals = np.atleast_2d(np.asarray(signals, np.float64)) if len(signals) else np.empty((0, len(time_ms)))
+    n = len(signals)
+    if not (len(marks) == len(titles) == n):
+        raise ValueError(f"{n} traces, {len(marks)} mark sets and {len(titles)} titles: one of each per trace")
+    fig, axes = _figure(max(n, 1), 3.8, 3.2)
+    if n == 0:
+        _empty(axes[0], "no trace with all three waves marked")
+    wave_colours: dict[str, str] = {}
+    for i, ax in enumerate(axes[:n]):
+        ax.plot(time_ms, signals[i], color="0.35", lw=0.9)
+        for method, waves in marks[i].items():
+            for wave, latency in waves.items():
+                colour = wave_colours.setdefault(wave, f"C{len(wave_colours) % 10}")
+                if not np.isfinite(latency):
+                    continue
+                y = float(np.interp(latency, time_ms, signals[i]))
+                ax.plot([latency], [y], marker=METHOD_MARKERS.get(method, "o"), color=colour, ls="none",
+                        ms=6, mfc="none" if method != "clinician" else colour)
+        for method, marker in METHOD_MARKERS.items():
+            ax.plot([], [], marker=marker, color="0.2", ls="none", label=method)
+        for wave, colour in wave_colours.items():
+            ax.plot([], [], color=colour, lw=3, label=f"wave {wave}")
+        ax.set_title(titles[i], fontsize=9)
+        ax.set_xlabel("time (ms)")
+        ax.legend(fontsize=6, loc="upper right", ncol=2)
+    axes[0].set_ylabel("amplitude")
+    return _save(fig, path)

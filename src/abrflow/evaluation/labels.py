@@ -19,6 +19,8 @@ from ..data.schema import WAVE_NAMES
 MISSING: dict[str, str] = {
     "classes": "no hearing-loss labels in these files",
     "v_marks": "no wave V marks in these files",
+    "i_marks": "no wave I marks in these files",
+    "iii_marks": "no wave III marks in these files",
     "thresholds": "no thresholds in these files",
 }
 
@@ -35,11 +37,19 @@ class Labels:
     ears_with_threshold: int
     wave_marks: dict[str, int]
 
+    @property
+    def i_marks(self) -> int:
+        return self.wave_marks["I"]
+
+    @property
+    def iii_marks(self) -> int:
+        return self.wave_marks["III"]
+
     def has(self, kind: str) -> bool:
         return getattr(self, kind) > 0
 
     def missing(self, kind: str) -> dict | None:
-        """``{"reason": …}`` where ``kind`` (classes, v_marks, thresholds) is absent, else None."""
+        """``{"reason": …}`` where ``kind`` (classes, v_marks, i_marks, iii_marks, thresholds) is absent, else None."""
         return None if self.has(kind) else {"reason": MISSING[kind]}
 
     def as_dict(self) -> dict:

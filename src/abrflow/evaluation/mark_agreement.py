@@ -1,8 +1,9 @@
-"""Agreement of a method's wave latencies with the clinician's marks (issue 18, item 2).
+"""Agreement of a method's wave latencies with the clinician's marks (issues 18 and 19).
 
-For every wave a file marks (I, III, V), each method's latency beside the mark: Bland–Altman bias
-and 95 % limits of agreement with patient-bootstrap intervals, MAE, the shares within ±0.1/0.2/0.5 ms,
-the same per ear, level, file and channel, and the rows that disagree most. Wave V presence is
+For every wave a file marks (I, III, V) and every interpeak interval (I–III, III–V, I–V) where both
+of its waves are marked, each method's value beside the mark: Bland–Altman bias and 95 % limits of
+agreement with patient-bootstrap intervals, MAE, the shares within ±0.1/0.2/0.5 ms, the same per
+ear, level, age stratum, file and channel, and the rows that disagree most. Each wave's presence is
 compared with the clinician's call only where an unmarked trace means "absent". A wave nobody marked,
 or a method that does not read a wave, is reported with the reason, never left out silently.
 
@@ -17,8 +18,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from ..data.schema import WAVE_NAMES
+from ..data.schema import INTERPEAK_INTERVALS, WAVE_NAMES
 from ..text import number
+from .stratify import AGE_STRATA
 
 NAN = float("nan")
 #: z of the 95 % limits of agreement (bias ± Z·sd).
@@ -26,8 +28,13 @@ LOA_Z = 1.96
 #: Tolerances (ms) of the "within" shares.
 WITHIN_MS: tuple[float, ...] = (0.1, 0.2, 0.5)
 #: The dimensions ``mark_agreement`` breaks each method down by.
-BREAKDOWNS: tuple[str, ...] = ("ear", "level", "file", "channel")
-PRESENCE_KEY = "V_present"
+BREAKDOWNS: tuple[str, ...] = ("ear", "level", "age", "file", "channel")
+#: A method's present/absent call of each wave: its reading key.
+PRESENCE_KEYS: dict[str, str] = {wave: f"{wave}_present" for wave in WAVE_NAMES}
+PRESENCE_KEY = PRESENCE_KEYS["V"]
+#: Interpeak intervals: name → (earlier, later) wave.
+INTERVALS: dict[str, tuple[str, str]] = {f"{a.upper()}-{b.upper()}": (a.upper(), b.upper())
+                                         for _, a, b in INTERPEAK_INTERVALS}
 NOT_ABSENT = "unmarked traces are not known to be absent in these files"
 _EPS = 1e-9  # a difference of exactly 0.2 ms, read back from float32, counts as within 0.2 ms
 
@@ -166,6 +173,12 @@ def _group_labels(records, dimension: str) -> np.ndarray | str:
     if dimension == "level":
         level = np.asarray(records.intensity_db, np.float64)
         return np.array([f"{v:g} dB" if np.isfinite(v) else "unknown" for v in level])
+    if dimension == "age":
+        age = np.asarray(records.age_years, np.float64)
+        labels = np.full(len(age), "unknown age", dtype=object)
+        for lo, hi, label in AGE_STRATA:
+            labels[(age >= lo) & (age < hi)] = label
+        return labels.astype(str)
     if dimension == "file":
         return _file_labels(records)
     if dimension == "channel":
@@ -180,7 +193,8 @@ def _group_order(labels: np.ndarray) -> list[str]:
         try:
             return (0, float(label.removesuffix(" dB")), label)
         except ValueError:
-            return (1, 0.0, label)
+            strata = [s for _, _, s in AGE_STRATA]
+            return (1, float(strata.index(label)) if label in strata else math.inf, label)
     return sorted(set(labels.tolist()), key=key)
 
 
@@ -197,7 +211,7 @@ def worst_rows(records, method_ms, marked_ms, k: int = 6) -> list[dict]:
 
 
 def _check_methods(methods: Mapping[str, Mapping[str, np.ndarray]], n: int) -> None:
-    allowed = (*WAVE_NAMES, PRESENCE_KEY)
+    allowed = (*WAVE_NAMES, *PRESENCE_KEYS.values())
     for name, readings in methods.items():
         for key, value in readings.items():
             if key not in allowed:
@@ -222,19 +236,14 @@ def mark_agreement(records, methods: Mapping[str, Mapping[str, np.ndarray]], *,
     _check_methods(methods, n)
     patients = np.asarray(records.patient_id).astype(str)
     labels = {dim: _group_labels(records, dim) for dim in breakdown}
-    waves: dict = {}
-    for wave in WAVE_NAMES:
-        marks = wave_marks(records, wave)
+
+    def compare(marks: np.ndarray, readings: dict[str, np.ndarray | None], what: str) -> dict:
         has_mark = np.isfinite(marks)
-        if not has_mark.any():
-            waves[wave] = {"reason": f"no wave {wave} marks in these files"}
-            continue
         per_method: dict = {}
-        for name, readings in methods.items():
-            if readings.get(wave) is None:
-                per_method[name] = {"reason": f"{name} does not read wave {wave}"}
+        for name, reading in readings.items():
+            if reading is None:
+                per_method[name] = {"reason": f"{name} does not read {what}"}
                 continue
-            reading = np.asarray(readings[wave], np.float64)
             entry = {"overall": bland_altman(reading, marks, patients, n_boot=n_boot, seed=seed), "breakdown": {}}
             for dim, rows in labels.items():
                 if isinstance(rows, str):
@@ -247,21 +256,43 @@ def mark_agreement(records, methods: Mapping[str, Mapping[str, np.ndarray]], *,
                 entry["breakdown"][dim] = cells
             entry["worst_rows"] = worst_rows(records, reading, marks, k_worst)
             per_method[name] = entry
-        waves[wave] = {"n_marked": int(has_mark.sum()), "methods": per_method}
-    if "methods" in waves["V"]:
-        waves["V"]["presence"] = _presence(records, methods, unmarked_means_absent)
+        return {"n_marked": int(has_mark.sum()), "methods": per_method}
+
+    def latencies(wave: str) -> dict[str, np.ndarray | None]:
+        return {name: None if r.get(wave) is None else np.asarray(r[wave], np.float64) for name, r in methods.items()}
+
+    waves: dict = {}
+    for wave in WAVE_NAMES:
+        marks = wave_marks(records, wave)
+        if not np.isfinite(marks).any():
+            waves[wave] = {"reason": f"no wave {wave} marks in these files"}
+            continue
+        waves[wave] = compare(marks, latencies(wave), f"wave {wave}")
+        waves[wave]["presence"] = _presence(records, methods, wave, unmarked_means_absent)
+    intervals: dict = {}
+    for name, (early, late) in INTERVALS.items():
+        marks = wave_marks(records, late) - wave_marks(records, early)
+        if not np.isfinite(marks).any():
+            intervals[name] = {"reason": f"no trace has both waves {early} and {late} marked"}
+            continue
+        first, second = latencies(early), latencies(late)
+        readings = {m: None if first[m] is None or second[m] is None else second[m] - first[m] for m in methods}
+        intervals[name] = compare(marks, readings, f"the {name} interval")
     return {"n_rows": n, "methods": list(methods), "breakdown": list(breakdown),
             "unmarked_means_absent": bool(unmarked_means_absent), "n_boot": int(n_boot), "seed": int(seed),
-            "waves": waves}
+            "waves": waves, "intervals": intervals}
 
 
-def _presence(records, methods, unmarked_means_absent: bool) -> dict:
+def _presence(records, methods, wave: str, unmarked_means_absent: bool) -> dict:
     if not unmarked_means_absent:
         return {"reason": NOT_ABSENT}
-    marked = np.asarray(records.v_present, bool) | np.isfinite(wave_marks(records, "V"))
-    return {name: (presence_agreement(readings[PRESENCE_KEY], marked, unmarked_means_absent=True)
-                   if readings.get(PRESENCE_KEY) is not None
-                   else {"reason": f"{name} does not call wave V present or absent"})
+    marked = np.isfinite(wave_marks(records, wave))
+    if wave == "V":
+        marked |= np.asarray(records.v_present, bool)
+    key = PRESENCE_KEYS[wave]
+    return {name: (presence_agreement(readings[key], marked, unmarked_means_absent=True)
+                   if readings.get(key) is not None
+                   else {"reason": f"{name} does not call wave {wave} present or absent"})
             for name, readings in methods.items()}
 
 
@@ -307,12 +338,14 @@ def format_mark_agreement(result: Mapping) -> list[str]:
     that disagree most and, for wave V, presence."""
     lines = [f"AGREEMENT WITH THE CLINICIAN'S MARKS — method − mark (ms), 95% patient-bootstrap intervals "
              f"({result['n_boot']} resamples), {result['n_rows']} rows"]
-    for wave, entry in result["waves"].items():
+    sections = [(f"wave {w}", w, e) for w, e in result["waves"].items()]
+    sections += [(f"interval {name}", None, e) for name, e in result.get("intervals", {}).items()]
+    for title, wave, entry in sections:
         lines.append("")
         if "reason" in entry:
-            lines.append(f"wave {wave}: {entry['reason']}")
+            lines.append(f"{title}: {entry['reason']}")
             continue
-        lines += [f"wave {wave}: {entry['n_marked']} rows marked",
+        lines += [f"{title}: {entry['n_marked']} rows marked",
                   f"  {'method':18s}{'n':>6s}  {'bias [95% CI]':24s}{'lower LoA [95% CI]':24s}"
                   f"{'upper LoA [95% CI]':24s}{'MAE':>6s}{'±0.1':>7s}{'±0.2':>7s}{'±0.5':>7s}"]
         read = {name: m for name, m in entry["methods"].items() if "reason" not in m}
@@ -331,7 +364,7 @@ def format_mark_agreement(result: Mapping) -> list[str]:
             if worst:
                 lines.append(f"    largest differences: {worst}")
         presence = entry.get("presence")
-        if presence is not None:
+        if presence is not None and wave is not None:
             lines += _presence_lines(wave, presence)
     return lines
 

@@ -177,11 +177,13 @@ def _marks(result: Mapping) -> str:
               "marked waves the method places that close to the mark.", "small")]
     header = ["Method", "n", "Bias (ms) [95% CI]", "Lower LoA (ms) [95% CI]", "Upper LoA (ms) [95% CI]", "MAE (ms)",
               *(f"Within ±{t:g} ms" for t in WITHIN_MS)]
-    for wave, entry in marks["waves"].items():
+    sections = [(f"Wave {w}", w, e) for w, e in marks["waves"].items()]
+    sections += [(f"Interval {name}", None, e) for name, e in marks.get("intervals", {}).items()]
+    for title, wave, entry in sections:
         if "reason" in entry:
-            out += [f"<h3>Wave {esc(wave)}</h3>", _p(entry["reason"], "reason")]
+            out += [f"<h3>{esc(title)}</h3>", _p(entry["reason"], "reason")]
             continue
-        out.append(f"<h3>Wave {esc(wave)}: {entry['n_marked']:,} rows marked</h3>")
+        out.append(f"<h3>{esc(title)}: {entry['n_marked']:,} rows marked</h3>")
         read = {name: m for name, m in entry["methods"].items() if "reason" not in m}
         out.append(_table(header, [[name, m["reason"]] if name not in read else [
             name, str(m["overall"]["n"]), *(_ms_ci(m["overall"][k]) for k in ("bias_ms", "loa_lower_ms", "loa_upper_ms")),
@@ -192,7 +194,7 @@ def _marks(result: Mapping) -> str:
             out.append(_p("Marked rows without a reading (not in the statistics): " + ", ".join(unread), "small"))
         for name, m in read.items():
             out += _mark_detail(name, m)
-        if entry.get("presence") is not None:
+        if entry.get("presence") is not None and wave is not None:
             out += _presence(wave, entry["presence"])
     return "\n".join(out)
 

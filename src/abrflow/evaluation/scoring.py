@@ -13,11 +13,14 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from ..clinical.calibration import INTERVAL_TARGETS, with_intervals
 from ..clinical.classical import read_classical
 from ..clinical.ear_rule import ear_thresholds
 from ..clinical.picker import V_PRESENT_CRITERION
 from ..clinical.thresholds import aligned_thresholds, true_series_thresholds
 from ..data.records import ABRRecords
+from ..data.schema import WAVE_KEYS
+from ..data.wave_labels import wave_labels
 from . import metrics, stratify
 from .baselines import HandFeatureClassifier, majority_baseline
 from .labels import labels_of
@@ -73,6 +76,10 @@ def share_within_10db(est, true):
 HEADLINE = {
     "v_f1": ("wave V presence F1", True, 3),
     "v_latency_mae_ms": ("wave V latency MAE (ms, marked waves)", False, 3),
+    "i_f1": ("wave I presence F1", True, 3),
+    "i_latency_mae_ms": ("wave I latency MAE (ms, marked waves)", False, 3),
+    "iii_f1": ("wave III presence F1", True, 3),
+    "iii_latency_mae_ms": ("wave III latency MAE (ms, marked waves)", False, 3),
     "macro_f1": ("hearing-loss macro-F1", True, 3),
     "balanced_accuracy": ("hearing-loss balanced accuracy", True, 3),
     "ear_threshold_mae_db": ("per-ear threshold MAE (dB, both finite)", False, 1),
@@ -80,7 +87,8 @@ HEADLINE = {
     "normal_vs_loss_kappa": ("normal vs hearing loss, Cohen's kappa", True, 3),
 }
 #: The headline's metrics in report order, each with the labels it needs.
-HEADLINE_NEEDS = {"v_f1": "v_marks", "v_latency_mae_ms": "v_marks", "macro_f1": "classes",
+HEADLINE_NEEDS = {"v_f1": "v_marks", "v_latency_mae_ms": "v_marks", "i_f1": "i_marks", "i_latency_mae_ms": "i_marks",
+                  "iii_f1": "iii_marks", "iii_latency_mae_ms": "iii_marks", "macro_f1": "classes",
                   "balanced_accuracy": "classes", "normal_vs_loss_kappa": "classes",
                   "ear_threshold_mae_db": "thresholds", "ear_threshold_within_10db": "thresholds"}
 
@@ -101,12 +109,15 @@ def series_arrays(records: ABRRecords, estimated: Mapping) -> dict[str, np.ndarr
 
 def _interval_coverage(pred: Mapping[str, np.ndarray], records: ABRRecords) -> dict:
     """Empirical coverage of the calibrated intervals on these rows (nominal level alongside)."""
+    waves = wave_labels(records)
+    truths = {f"{w}_{what}": waves[field][:, j].astype(np.float64) for j, w in enumerate(WAVE_KEYS)
+              for what, field in (("latency_ms", "latency_ms"), ("amplitude_uv", "amplitude_uv"))}
+    truths = with_intervals(truths)
+    truths["threshold_db"] = np.where(np.isfinite(records.threshold_db), records.threshold_db, np.nan)
     out = {}
-    for name, truth, mask in (("v_latency_ms", records.v_latency_ms, records.v_present),
-                              ("v_amplitude_uv", records.v_amplitude_uv, records.v_present),
-                              ("threshold_db", records.threshold_db, np.isfinite(records.threshold_db))):
-        y = np.where(mask, truth, np.nan).astype(np.float64)
-        ok = np.isfinite(y)
+    for name in INTERVAL_TARGETS:
+        y = np.asarray(truths[name], np.float64)
+        ok = np.isfinite(y) & np.isfinite(pred[f"{name}_lo"])  # no interval (too few calibration marks): unscored
         inside = (y[ok] >= pred[f"{name}_lo"][ok]) & (y[ok] <= pred[f"{name}_hi"][ok])
         out[name] = {"n": int(ok.sum()), "coverage": float(inside.mean()) if ok.any() else NAN}
     known = records.hearing_loss >= 0
@@ -242,6 +253,19 @@ def headline(records: ABRRecords, model: dict, base: dict, n_boot: int, seed: in
         out["v_latency_mae_ms"] = {
             "model": ci(finite_mae, groups, pred=pred["v_latency_ms"], true=lat_true),
             "peak picker": ci(finite_mae, groups, pred=picked["v_latency_ms"], true=lat_true)}
+    waves, picks = wave_labels(records), base["reading"].waves
+    for j, w in enumerate(("i", "iii")):
+        if not labels.has(f"{w}_marks"):
+            continue
+        judged, truth = waves["judged"][:, j], waves["present"][:, j]
+        picker_call = np.asarray(picks[f"{w}_present"], np.float64)
+        out[f"{w}_f1"] = {
+            "model": ci(_v_f1, groups[judged], score=pred[f"{w}_present_prob"][judged], y=truth[judged], criterion=0.5),
+            "peak picker": ci(_v_f1, groups[judged], score=picker_call[judged], y=truth[judged], criterion=0.5)}
+        marked = waves["latency_ms"][:, j].astype(np.float64)
+        out[f"{w}_latency_mae_ms"] = {
+            "model": ci(finite_mae, groups, pred=pred[f"{w}_latency_ms"], true=marked),
+            "peak picker": ci(finite_mae, groups, pred=picks[f"{w}_latency_ms"], true=marked)}
     if labels.has("classes"):
         classifiers = {"model": pred["hearing_loss_prob"], **base["class_probs"]}
         out["macro_f1"] = {name: ci(metrics.macro_f1, groups, probs=p, y_true=y) for name, p in classifiers.items()}
