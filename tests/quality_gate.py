@@ -4,7 +4,7 @@ classical baselines, so that a change that makes the model worse fails ``make te
 Each check compares the model with a baseline measured on the same rows (or with a fixed bound):
 
 - wave V presence F1 ≥ the classical picker's − margin;
-- wave V latency MAE (marked waves) ≤ the picker's + margin;
+- wave V latency MAE (marked waves) ≤ the picker's + margin; the same for waves I and III;
 - per-ear threshold (the per-ear rule): MAE over ears with both finite ≤ the protocol floor's +
   margin, and the share of all ears within ±10 dB (a no-response mismatch failing) ≥ the floor's +
   margin (the MAE alone cannot tell a network that calls many ears deaf from one that reads them);
@@ -33,6 +33,7 @@ from abrflow.clinical.levels import model_view
 from abrflow.clinical.picker import V_PRESENT_CRITERION
 from abrflow.clinical.thresholds import aligned_thresholds, true_series_thresholds
 from abrflow.data.records import ABRRecords
+from abrflow.data.wave_labels import wave_labels
 from abrflow.evaluation import metrics
 from abrflow.evaluation.baselines import majority_baseline
 from abrflow.evaluation.generation import discriminative_score, generation_conditions
@@ -49,6 +50,7 @@ def measure(model, test: ABRRecords, train: ABRRecords, seed: int = 0) -> dict[s
     """Every quantity the gate checks, for ``model`` (an ``ABRInference``) and the baselines."""
     pred = model.analyse_records(model_view(test), return_confidence=False)
     reading = read_classical(test)
+    waves = wave_labels(test)
     marked = test.v_present.astype(bool)
     latency = test.v_latency_ms.astype(np.float64)
     truth = true_series_thresholds(test)
@@ -73,6 +75,9 @@ def measure(model, test: ABRRecords, train: ABRRecords, seed: int = 0) -> dict[s
         "v_f1_picker": binary_f1(reading.picked["v_present_score"] >= V_PRESENT_CRITERION, marked),
         "v_latency_mae_ms_model": finite_mae(pred["v_latency_ms"], np.where(marked, latency, np.nan)),
         "v_latency_mae_ms_picker": finite_mae(reading.picked["v_latency_ms"], np.where(marked, latency, np.nan)),
+        **{f"{w}_latency_mae_ms_{who}": finite_mae(values, waves["latency_ms"][:, j].astype(np.float64))
+           for j, w in ((0, "i"), (1, "iii")) for who, values in (("model", pred[f"{w}_latency_ms"]),
+                                                                  ("picker", reading.waves[f"{w}_latency_ms"]))},
         "ear_threshold_mae_db_model": finite_mae(model_ears, ears_true),
         "ear_threshold_mae_db_floor": finite_mae(floor_ears, floor_true),
         "ear_within_10db_model": share_within_10db(model_ears, ears_true),
@@ -93,6 +98,9 @@ def load_gate(path: Path = GATE_FILE) -> dict:
 CHECKS: tuple[tuple[str, str, str | None, str, str], ...] = (
     ("wave V presence F1 vs the picker", "v_f1_model", "v_f1_picker", "≥", "v_f1"),
     ("wave V latency MAE vs the picker", "v_latency_mae_ms_model", "v_latency_mae_ms_picker", "≤", "v_latency_mae_ms"),
+    ("wave I latency MAE vs the picker", "i_latency_mae_ms_model", "i_latency_mae_ms_picker", "≤", "i_latency_mae_ms"),
+    ("wave III latency MAE vs the picker", "iii_latency_mae_ms_model", "iii_latency_mae_ms_picker", "≤",
+     "iii_latency_mae_ms"),
     ("per-ear threshold MAE vs the protocol floor", "ear_threshold_mae_db_model", "ear_threshold_mae_db_floor", "≤",
      "ear_threshold_mae_db"),
     ("per-ear share within ±10 dB vs the protocol floor", "ear_within_10db_model", "ear_within_10db_floor", "≥",

@@ -85,6 +85,14 @@ def test_predict_single_has_the_seed_documents_structure(inference):
     _assert_ordered(thr["lo"], thr["value"], thr["hi"])
     _assert_ordered(v["latency_ms_lo"], v["latency_ms"], v["latency_ms_hi"])
     _assert_ordered(v["amplitude_uv_lo"], v["amplitude_uv"], v["amplitude_uv_hi"])
+    assert list(r["peaks"]) == ["I", "III", "V"]  # issue 19: every wave a clinician marks
+    for name, wave in r["peaks"].items():
+        assert 0 <= wave["present_probability"] <= 1 and 0 < wave["latency_ms"] < 10, name
+        assert isinstance(wave["latency_outside_norm"], bool)
+        assert wave["latency_z"] is None or math.isfinite(wave["latency_z"])
+    assert set(r["intervals"]) == {"I-III", "III-V", "I-V"}
+    i_v = r["intervals"]["I-V"]
+    assert i_v["ms"] == pytest.approx(r["peaks"]["V"]["latency_ms"] - r["peaks"]["I"]["latency_ms"], abs=1e-6)
     w = r["waveform"]
     assert w["source"] == "generated" and w["seed"] == 0 and w["sampler"] == "dpm_solver" and w["steps"] == 20
     assert len(w["signal_uv"]) == 200 and w["time_ms"][1] == pytest.approx(0.05)
@@ -122,6 +130,19 @@ def test_predict_batch_of_records_analyses_the_measured_signals(inference, train
         np.testing.assert_allclose(row["waveform"]["signal_uv"], rec.signal[i], atol=1e-6)
         assert row["peaks"]["V"]["latency_ms"] == pytest.approx(arrays["v_latency_ms"][i])
         assert row["threshold"]["hi"] == pytest.approx(arrays["threshold_db_hi"][i])
+    # the classical pickers beside the model for every measured recording (issue 19)
+    from abrflow.clinical.picker import pick_waves
+
+    picks = pick_waves(rec)
+    for i, row in enumerate(rows):
+        for key, name in (("i", "I"), ("iii", "III"), ("v", "V")):
+            got = row["classical_picker"][name]
+            assert got["present"] == bool(picks[f"{key}_present"][i])
+            assert (got["latency_ms"] is None) == bool(np.isnan(picks[f"{key}_latency_ms"][i]))
+            if got["latency_ms"] is not None:
+                assert got["latency_ms"] == pytest.approx(picks[f"{key}_latency_ms"][i])
+    generated = inference.predict_batch([[30, 80, 21.1, None]], seed=0)[0]
+    assert "classical_picker" not in generated  # nothing measured: no classical reading
 
 
 def test_unknown_static_inputs_are_allowed(inference):
@@ -189,6 +210,43 @@ def test_analyse_records_shapes_and_interval_order(inference, trained):  # noqa:
         _assert_ordered(res[f"{name}_lo"], res[name], res[f"{name}_hi"])
     assert np.all((res["v_present_prob"] >= 0) & (res["v_present_prob"] <= 1))
     assert res["v_present_prob"].std() > 0  # depends on the recording
+    for w in ("i", "iii"):  # waves I and III as V has them (issue 19)
+        for key in (f"{w}_present_prob", f"{w}_latency_ms", f"{w}_amplitude_uv"):
+            assert res[key].shape == (n,) and np.all(np.isfinite(res[key])), key
+        _assert_ordered(res[f"{w}_latency_ms_lo"], res[f"{w}_latency_ms"], res[f"{w}_latency_ms_hi"])
+    for x in ("i_iii", "iii_v", "i_v"):
+        np.testing.assert_allclose(res[f"{x}_interval_ms"],
+                                   res[f"{x.split('_')[1]}_latency_ms"] - res[f"{x.split('_')[0]}_latency_ms"])
+        _assert_ordered(res[f"{x}_interval_ms_lo"], res[f"{x}_interval_ms"], res[f"{x}_interval_ms_hi"])
+        called = (res[f"{x.split('_')[0]}_present_prob"] >= 0.5) & (res[f"{x.split('_')[1]}_present_prob"] >= 0.5)
+        assert np.array_equal(np.isfinite(res[f"{x}_interval_z"]), called)  # z only where both waves are called
+        assert not res[f"{x}_interval_outside_norm"][~called].any()
+    called_v = res["v_present_prob"] >= 0.5
+    assert np.array_equal(np.isfinite(res["v_latency_z"]), called_v & np.isfinite(rec.intensity_db))
+
+
+def test_norm_reading_of_a_wave_needs_the_level_but_an_interval_does_not(inference, trained):  # noqa: F811
+    rec = trained.test[:40]
+    unknown = rec.select(np.arange(len(rec)))
+    unknown.intensity_db[:] = np.nan
+    res = inference.analyse_records(unknown, return_confidence=False)
+    assert np.isnan(res["v_latency_z"]).all() and not res["v_latency_outside_norm"].any()
+    both = (res["i_present_prob"] >= 0.5) & (res["v_present_prob"] >= 0.5)
+    assert np.isfinite(res["i_v_interval_z"][both]).all()
+
+
+def test_waves_i_and_iii_intervals_cover_their_marks(inference, trained):  # noqa: F811
+    """Conformal intervals of waves I and III and of I–V hold about 90 % of the marks on the test split."""
+    from abrflow.data.wave_labels import wave_labels
+
+    test = trained.test
+    res = inference.analyse_records(test, return_confidence=True)
+    labels = wave_labels(test)
+    lat = labels["latency_ms"].astype(np.float64)
+    for name, truth in (("i_latency_ms", lat[:, 0]), ("iii_latency_ms", lat[:, 1]), ("i_v_interval_ms", lat[:, 2] - lat[:, 0])):
+        ok = np.isfinite(truth)
+        assert ok.sum() >= 100, name
+        assert 0.8 <= empirical_coverage(truth[ok], res[f"{name}_lo"][ok], res[f"{name}_hi"][ok]) <= 0.97, name
 
 
 def test_analyse_one_signal_equals_analyse_records_and_resamples(inference, trained):  # noqa: F811
@@ -265,6 +323,11 @@ def test_estimate_threshold_on_simulated_series(inference):
         lat = np.array(li["v_latency_ms"])
         responding = np.array(li["v_present_prob"]) >= 0.5
         assert np.all(np.isfinite(lat) | ~responding)
+        # clicks in dB nHL: the V norm band beside the function, the norm inside it (issue 19)
+        lo, mid, hi = (np.array(li[k]) for k in ("v_norm_lo_ms", "v_norm_ms", "v_norm_hi_ms"))
+        assert np.all(lo < mid) and np.all(mid < hi) and np.all(np.diff(mid) > 0)  # later at lower levels
+        assert len(li["i_latency_ms"]) == len(li["iii_latency_ms"]) == len(li["intensity_db"])
+        assert set(r["top_level_intervals"]) == {"i_iii", "iii_v", "i_v"}
 
 
 def test_levels_whose_half_averages_disagree_hold_no_response(inference):
@@ -369,6 +432,19 @@ def test_uncalibrated_checkpoint_has_no_intervals(trained, tmp_path):  # noqa: F
         inf.predict_single(1, 60, 33.1, 1, return_confidence=True)
     with pytest.raises(CheckpointError, match="no calibration"):
         inf.analyse_records(trained.test[:4], return_confidence=True)
+
+
+def test_a_source_without_wave_i_marks_gives_wave_i_no_interval_not_an_error(trained, tmp_path):  # noqa: F811
+    def no_i(c):
+        for name in ("i_latency_ms", "i_amplitude_uv", "i_iii_interval_ms", "i_v_interval_ms"):
+            c["abrflow"]["calibration"]["scores"][name] = []
+
+    inf = ABRInference(_resave(trained.best, tmp_path / "no_i.pt", no_i), device="cpu")
+    res = inf.analyse_records(trained.test[:5], return_confidence=True)
+    assert np.isnan(res["i_latency_ms_lo"]).all() and np.isnan(res["i_v_interval_ms_hi"]).all()
+    assert np.isfinite(res["v_latency_ms_lo"]).all() and np.isfinite(res["iii_latency_ms_lo"]).all()
+    row = inf.predict_batch(trained.test[:1], return_confidence=True)[0]
+    assert row["peaks"]["I"]["latency_ms_lo"] is None and row["peaks"]["V"]["latency_ms_lo"] is not None
 
 
 def test_too_few_calibration_points_is_an_error_not_an_interval(trained, tmp_path):  # noqa: F811

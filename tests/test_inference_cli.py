@@ -46,6 +46,8 @@ def test_single_patient_with_confidence_as_in_the_seed_document(trained, tmp_pat
     assert result["inputs"]["age_years"] == 35 and result["waveform"]["seed"] == 4
     assert result["threshold"]["lo"] <= result["threshold"]["value"] <= result["threshold"]["hi"]
     assert {"latency_ms_lo", "amplitude_uv_hi"} <= set(result["peaks"]["V"])
+    assert set(result["peaks"]) == {"I", "III", "V"} and set(result["intervals"]) == {"I-III", "III-V", "I-V"}
+    assert "wave I:" in out and "wave III:" in out and "I-V interval:" in out
 
 
 def test_sampler_steps_seed_and_npz_output(trained, tmp_path, capsys):  # noqa: F811
@@ -148,6 +150,15 @@ def test_threshold_command_on_real_smartep_and_earndb_with_csv(trained, tmp_path
     assert ears.loc[0, "baseline_lowest_peak_db"] <= 60 and ears.loc[0, "baseline_replication_db"] <= 60
     assert len(levels) == 13 and levels["replicating_fraction"].between(0, 1).all()
     assert levels["picker_v_latency_ms"].iloc[0] == pytest.approx(6.2, abs=0.6)  # 60 dB nHL click, adult
+    # issue 19: the V norm band of an adult click in dB nHL (Elberling et al. 2010: 5.88 ms at 60 dB), waves I
+    # and III beside V for the model and the pickers, the interpeak intervals at the loudest level
+    assert levels["v_norm_ms"].iloc[0] == pytest.approx(5.88, abs=0.01)
+    assert (levels["v_norm_lo_ms"] < levels["v_norm_ms"]).all() and (levels["v_norm_ms"] < levels["v_norm_hi_ms"]).all()
+    assert {"i_latency_ms", "iii_latency_ms", "picker_i_latency_ms", "picker_iii_latency_ms"} <= set(levels)
+    assert {"top_level_i_v_interval_ms", "top_level_i_v_interval_z", "top_level_i_v_interval_outside_norm"} <= set(ears)
+    assert "(norm 5." in out
+    peSPL = [r for r in both.values() if r["level_unit"] == "dB peSPL"]
+    assert all(v is None for r in peSPL for v in r["latency_intensity"]["v_norm_ms"])  # no click norm for tone bursts
 
 
 def test_csv_predictions_keep_every_number(trained, tmp_path, inputs):  # noqa: F811

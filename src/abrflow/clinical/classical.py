@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.records import ABRRecords
+from ..data.stimulus import stimulus_of
 from .classical_thresholds import (
     series_threshold_crosscov,
     series_threshold_lowest_peak,
     series_threshold_lowest_tested,
 )
 from .features import hand_features
+from .levels import norms_apply
 from .picker import band_pass, pick_waves
 
 
@@ -48,3 +50,16 @@ def read_classical(records: ABRRecords) -> ClassicalReading:
                             crosscov_db=series_threshold_crosscov(records, filtered=filtered),
                             lowest_peak_db=series_threshold_lowest_peak(records, picked),
                             lowest_tested_db=series_threshold_lowest_tested(records))
+
+
+def picker_columns(records: ABRRecords) -> dict[str, np.ndarray]:
+    """The classical pickers' waves I, III and V per recording as ``picker_*`` columns (latency,
+    amplitude, presence and its score), beside a model's in the same table. Rows played with a stimulus
+    other than a click get NaN / False: the pickers' windows come from click norms."""
+    waves = pick_waves(records)
+    clicks = np.array([norms_apply([t]) for t in stimulus_of(records)["stimulus_type"]], bool)
+    out = {}
+    for key, value in waves.items():
+        value = np.asarray(value)
+        out[f"picker_{key}"] = np.where(clicks, value, False if value.dtype == bool else np.nan)
+    return out

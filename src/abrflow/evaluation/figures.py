@@ -84,6 +84,27 @@ def latency_scatter(panels: dict[str, tuple[np.ndarray, np.ndarray]], path) -> P
     return _save(fig, path)
 
 
+def latency_intensity(panels: dict[str, tuple[np.ndarray, np.ndarray]], bands: dict[str, tuple[np.ndarray, ...]],
+                      path) -> Path:
+    """Wave V latency against level (one panel per method: level dB nHL, latency ms), with each norm
+    band (``bands``: label → (levels, lo, hi)) shaded behind the points."""
+    fig, axes = _figure(len(panels))
+    for ax, (title, (level, latency)) in zip(axes, panels.items()):
+        for k, (label, (lv, lo, hi)) in enumerate(bands.items()):
+            ax.fill_between(lv, lo, hi, color=f"C{k + 1}", alpha=0.18, label=f"norm {label}")
+        ok = np.isfinite(level) & np.isfinite(latency)
+        if not ok.any():
+            _empty(ax, "no wave V read")
+        else:
+            jitter = np.random.default_rng(0).uniform(-1.0, 1.0, int(ok.sum()))  # levels are on a 5 dB grid
+            ax.scatter(level[ok] + jitter, latency[ok], s=4, alpha=0.3, color="C0")
+        ax.set_title(f"{title}\n{int(ok.sum())} recordings", fontsize=10)
+        ax.set_xlabel("level (dB nHL)")
+        ax.set_ylabel("wave V latency (ms)")
+        ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path)
+
+
 def bland_altman(panels: dict[str, tuple[np.ndarray, np.ndarray]], path) -> Path:
     """Bland–Altman of per-ear thresholds (dB) where both are finite; no-response mismatches counted."""
     fig, axes = _figure(len(panels))

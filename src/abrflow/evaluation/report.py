@@ -31,6 +31,8 @@ from sklearn.metrics import confusion_matrix
 from threadpoolctl import threadpool_limits
 
 from .. import __version__
+from ..clinical.levels import model_view
+from ..clinical.norms import latency_norm_band_ms
 from ..config import config_hash
 from ..data.records import ABRRecords
 from ..errors import AbrflowError
@@ -68,6 +70,18 @@ def _figures(out_dir: Path, records: ABRRecords, model: dict, base: dict, recon_
         paths["latency_scatter"] = figures.latency_scatter(
             {"model": (pred["v_latency_ms"], lat_true), "peak picker": (base["picked"]["v_latency_ms"], lat_true)},
             out_dir / "latency_scatter.png")
+    clicks = model_view(records, None).intensity_db  # NaN where the level is not a click in dB nHL
+    if labels.has("v_marks") and np.isfinite(clicks).any():
+        levels = np.arange(0.0, 101.0, 5.0)
+        bands = {label: (levels, *latency_norm_band_ms("v", levels, np.full(levels.size, age)))
+                 for label, age in (("adult", 30.0), ("newborn", 0.0))}
+        called = pred["v_present_prob"] >= 0.5
+        paths["latency_intensity"] = figures.latency_intensity(
+            {"model (wave V called)": (clicks, np.where(called, pred["v_latency_ms"], np.nan)),
+             "classical picker (V found)": (clicks, np.where(base["picked"]["v_present"], base["picked"]["v_latency_ms"],
+                                                             np.nan)),
+             "clinician's marks": (clicks, records.v_latency_ms.astype(np.float64))},
+            bands, out_dir / "latency_intensity.png")
     if labels.has("thresholds"):
         crosscov = series_arrays(records, base["ear_thresholds"]["cross-covariance"])
         paths["threshold_bland_altman"] = figures.bland_altman(

@@ -63,10 +63,13 @@ def interpret_heads(heads: Mapping[str, np.ndarray], static_raw: np.ndarray, tem
     out.update(wave_reading(out, static_raw))
     if quantile is not None:
         for name, log_std in INTERVAL_TARGETS.items():
-            lo, hi = conformal_interval(values[name], values[log_std], quantile(name, name in REQUIRED_INTERVALS))
+            q = quantile(name, name in REQUIRED_INTERVALS)
+            if not np.isfinite(q):  # too few calibration marks of an optional quantity: no interval
+                out[f"{name}_lo"] = out[f"{name}_hi"] = np.full(len(hl_prob), np.nan)
+                continue
+            lo, hi = conformal_interval(values[name], values[log_std], q)
             if name.endswith("_latency_ms"):
                 lo = np.maximum(lo, 0.0)  # a latency is positive: clipping to the support keeps coverage
-            out[f"{name}_lo"] = np.where(np.isfinite(lo), lo, np.nan)
-            out[f"{name}_hi"] = np.where(np.isfinite(hi), hi, np.nan)
+            out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
         out["hearing_loss_set"] = prediction_sets(hl_prob, quantile("hearing_loss", True))
     return out

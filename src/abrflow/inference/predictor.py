@@ -30,6 +30,7 @@ from ..clinical.calibration import (
     DEFAULT_LEVEL,
     min_scores_for,
 )
+from ..clinical.classical import picker_columns
 from ..clinical.ear_rule import read_ears
 from ..clinical.levels import TrainedStimulus, model_view, outside_training
 from ..clinical.thresholds import MODEL_RESPONSE_CRITERION
@@ -287,12 +288,13 @@ class ABRInference:
                        steps: int | None = None) -> dict[str, np.ndarray]:
         """``predict_batch`` as equal-length arrays: the analyse_records keys, ``waveform`` [N, T], the
         static inputs, and either ``seed``/``sampler``/``steps`` (generated) or ``patient_id``/``ear``
-        (measured). ``to_rows`` turns them into predict_batch's dicts."""
+        and the classical pickers' ``picker_{i,iii,v}_*`` (measured). ``to_rows`` turns them into predict_batch's dicts."""
         confidence = bool(return_confidence) and self._confidence(True)
         if isinstance(inputs, ABRRecords):
             arrays = self.analyse_records(inputs, return_confidence=confidence)
             arrays["waveform"] = inputs.signal.astype(np.float32)
             arrays["patient_id"], arrays["ear"] = inputs.patient_id.copy(), inputs.ear.copy()
+            arrays.update(picker_columns(inputs))  # the classical pickers beside the model, per recording
             static = inputs.static
         else:
             static = static_array(inputs)

@@ -128,5 +128,10 @@ def prediction_rows(model, arrays: Mapping[str, np.ndarray]) -> list[dict]:
                 row[key] = str(arrays[key][i])
         if "stimulus_outside_training" in arrays:
             row["stimulus_outside_training"] = bool(arrays["stimulus_outside_training"][i])
+        if "picker_v_latency_ms" in arrays:  # measured recordings: the classical pickers beside the model
+            row["classical_picker"] = {name: {"present": bool(arrays[f"picker_{key}_present"][i]),
+                                              "latency_ms": _number(arrays[f"picker_{key}_latency_ms"][i]),
+                                              "amplitude_uv": _number(arrays[f"picker_{key}_amplitude_uv"][i])}
+                                       for key, name in zip(WAVE_KEYS, WAVE_NAMES)}
         rows.append(row)
     return rows

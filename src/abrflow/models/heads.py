@@ -7,7 +7,9 @@ cohort's mean (wave V +0.16 ms late for adults on synthetic data, issue 19). The
 the heatmap's mode refined by a soft-argmax within ``LOCAL_WINDOW_MS`` of it (integral regression
 restricted to the mode's neighbourhood, so a second hump — wave VI, or IV of a IV–V complex — cannot
 pull it); its spread is the heatmap's SD in the same neighbourhood. The amplitude is a second map read
-at the same place. Presence comes from pooled features (whether a wave is there is a global question).
+at the same place. Presence adds two kinds of evidence: pooled features (the global view: is there a
+response at all) and a third map read at the located peak (the local view: is this hump a wave or
+noise). Pooled features alone never called the small wave I present on the recipe's training run.
 
 Class and threshold heads read mean- and max-pooled bottleneck and decoder features. Regression
 outputs come out in physical units; internally each predicts a normalised value that ``denormalise``
@@ -30,6 +32,8 @@ WAVE_KEYS: tuple[str, ...] = ("i", "iii", "v")
 #: from: below the closest spacing of neighbouring positive waves (IV–V about 0.6–1 ms apart), so the
 #: readout stays on one peak.
 LOCAL_WINDOW_MS = 0.4
+#: Maps per wave: heatmap logit, amplitude, amplitude log-spread, local presence evidence.
+MAPS_PER_WAVE = 4
 
 DEFAULT_TARGET_STATS: dict[str, tuple[float, float]] = {
     "i_amplitude_uv": (0.15, 0.1),
@@ -92,7 +96,8 @@ def local_readout(logits: Tensor, maps: Tensor, sample_ms: float, half_width: in
     """Latency (ms), its log-SD and the ``maps`` [B, W, M, T] read at it, from heatmap ``logits`` [B, W, T].
 
     The softmax restricted to ``half_width`` samples around the mode: its mean is the latency, its SD
-    (plus the sample grid's own ±½-sample uncertainty) the spread.
+    (plus the sample grid's own ±½-sample uncertainty) the spread; ``maps`` are averaged with the same
+    weights, detached (they read what lies at the peak; they do not move it).
     """
     length = logits.shape[-1]
     grid = torch.arange(length, device=logits.device, dtype=torch.float32)
@@ -101,7 +106,10 @@ def local_readout(logits: Tensor, maps: Tensor, sample_ms: float, half_width: in
     local = torch.softmax(logits.float().masked_fill(~near, float("-inf")), dim=-1)
     position = (local * grid).sum(-1)
     variance = (local * (grid - position[..., None]) ** 2).sum(-1) + 1.0 / 12.0
-    read = (local[:, :, None, :] * maps.float()).sum(-1)
+    # The maps are read with the weights detached: only the heatmap's own loss may move the located
+    # peak (an amplitude or presence loss read through the weights would drag it to wherever its map
+    # fits best — on the recipe's run that put V on wave I).
+    read = (local.detach()[:, :, None, :] * maps.float()).sum(-1)
     return position * sample_ms, 0.5 * torch.log(variance) + math.log(sample_ms), read
 
 
@@ -114,9 +122,9 @@ class MultiTaskHeads(nn.Module):
         self.trunk = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden), nn.SiLU(),
                                    nn.Dropout(dropout))
         self.presence = _mlp(hidden, hidden, n_waves, dropout)
-        # Per sample and wave: heatmap logit, amplitude (normalised), amplitude log-spread.
+        # Per sample and wave: heatmap logit, amplitude (normalised), amplitude log-spread, presence evidence.
         self.wave_maps = nn.Sequential(nn.Conv1d(decoder_channels, decoder_channels, 5, padding=2), nn.SiLU(),
-                                       nn.Conv1d(decoder_channels, 3 * n_waves, 1))
+                                       nn.Conv1d(decoder_channels, MAPS_PER_WAVE * n_waves, 1))
         self.hearing_loss = _mlp(hidden, hidden, n_classes, dropout)
         self.threshold = _mlp(hidden, hidden, 3, dropout)  # value, log-std, no-response logit
         self.sample_ms = float(sample_ms)
@@ -168,13 +176,13 @@ class MultiTaskHeads(nn.Module):
     def forward(self, bottleneck: Tensor, decoder: Tensor) -> HeadOutput:
         z = self.trunk(torch.cat([self.pool(bottleneck), self.pool(decoder)], dim=-1))
         presence, thr = self.presence(z), self.threshold(z)
-        maps = self.wave_maps(decoder).unflatten(1, (len(WAVE_KEYS), 3))  # [B, W, 3, T]
+        maps = self.wave_maps(decoder).unflatten(1, (len(WAVE_KEYS), MAPS_PER_WAVE))  # [B, W, 4, T]
         logits = maps[:, :, 0]
         latency, log_std, read = local_readout(logits, maps[:, :, 1:], self.sample_ms, self.half_width)
         d = self.denormalise
         waves = {}
         for i, key in enumerate(WAVE_KEYS):
-            waves[f"{key}_present_logit"] = presence[:, i]
+            waves[f"{key}_present_logit"] = presence[:, i] + read[:, i, 2]
             waves[f"{key}_latency_ms"] = latency[:, i]
             waves[f"{key}_latency_log_std"] = log_std[:, i]
             waves[f"{key}_amplitude_uv"] = d(f"{key}_amplitude_uv", read[:, i, 0])
