@@ -150,7 +150,7 @@ def earndb(inference) -> dict:
             "model_response_at_highest": bool(np.mean(prob[at100] >= MODEL_DETECTION_CRITERION) >= 0.5 and rep[at100].all()),
             "model_no_gate_response_at_highest": bool(np.mean(prob[at100] >= MODEL_DETECTION_CRITERION) >= 0.5),
             "replicates_at_highest": bool(rep_5pct[at100].all()),
-            "threshold_minus_lowest_db": {v: _finite(est[v] - lowest) for v in VARIANTS},
+            "threshold_minus_lowest_db": {v: _finite(None if est[v] is None else est[v] - lowest) for v in VARIANTS},
             "ungated_claims_without_replication": int(np.sum(claimed & ~rep_5pct[rows])),
             "model_claims_without_replication": int(np.sum(claimed & rep[rows] & ~rep_5pct[rows])),
             "model_claims_below_simulator_criterion": int(np.sum(claimed & rep[rows] & ~rep_sim[rows])),

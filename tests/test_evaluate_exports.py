@@ -66,8 +66,10 @@ def test_an_eclipse_export_with_some_marks_and_no_diagnosis(trained, tmp_path, c
     assert "CLASSES: no hearing-loss labels in these files" in report
     waves = m["mark_agreement"]["waves"]
     assert waves["V"]["methods"]["model"]["overall"]["n"] == 3
-    assert waves["I"]["methods"]["model"]["reason"] == "model does not read wave I"
+    assert waves["I"]["methods"]["model"]["overall"]["n_marked"] == 1  # the model reads wave I too (issue 19)
     assert waves["I"]["methods"]["classical picker"]["overall"]["n_marked"] == 1
+    assert waves["I"]["presence"] == {"reason": "unmarked traces are not known to be absent in these files"}
+    assert m["mark_agreement"]["intervals"]["I-V"]["n_marked"] == 1
     assert {"mark_bland_altman", "worst_marks"} <= set(m["figures"])
     assert "AGREEMENT WITH THE CLINICIAN'S MARKS" in report and "AGREEMENT WITH EXPERT THRESHOLDS: no expert" in report
 

@@ -61,3 +61,23 @@ def test_read_classical_carries_all_waves(cohort):
         assert key in reading.waves and len(reading.waves[key]) == len(small)
     for key, value in reading.picked.items():
         np.testing.assert_array_equal(reading.waves[key], value)
+
+
+def test_picker_columns_are_empty_where_click_norms_do_not_apply(cohort):
+    """A tone burst, or levels in dB peSPL, give the pickers no window: NaN and False, not a guess."""
+    from abrflow.clinical.classical import picker_columns
+
+    rec = cohort.select(np.arange(40))
+    n = len(rec)
+    types = np.array(["click"] * 10 + ["tone_burst"] * 10 + ["click"] * 20)
+    units = np.array(["dB nHL"] * 30 + ["dB peSPL"] * 10)
+    rec.extra["stimulus_type"], rec.extra["level_unit"] = types, units
+    rec.extra["stimulus_frequency_khz"] = np.where(types == "tone_burst", 1.0, np.nan)
+    cols = picker_columns(rec)
+    picks = P.pick_waves(rec)
+    clicks_nhl = (types == "click") & (units == "dB nHL")
+    for w in ("i", "iii", "v"):
+        np.testing.assert_array_equal(cols[f"picker_{w}_latency_ms"][clicks_nhl], picks[f"{w}_latency_ms"][clicks_nhl])
+        assert np.isnan(cols[f"picker_{w}_latency_ms"][~clicks_nhl]).all()
+        assert not cols[f"picker_{w}_present"][~clicks_nhl].any()
+    assert len(cols["picker_v_latency_ms"]) == n

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.records import ABRRecords
+from ..data.schema import DEFAULT_LEVEL_UNIT
 from ..data.stimulus import stimulus_of
 from .classical_thresholds import (
     series_threshold_crosscov,
@@ -55,9 +56,12 @@ def read_classical(records: ABRRecords) -> ClassicalReading:
 def picker_columns(records: ABRRecords) -> dict[str, np.ndarray]:
     """The classical pickers' waves I, III and V per recording as ``picker_*`` columns (latency,
     amplitude, presence and its score), beside a model's in the same table. Rows played with a stimulus
-    other than a click get NaN / False: the pickers' windows come from click norms."""
+    other than a click, or at levels in another unit than dB nHL, get NaN / False: the pickers' windows
+    come from click norms in dB nHL."""
     waves = pick_waves(records)
-    clicks = np.array([norms_apply([t]) for t in stimulus_of(records)["stimulus_type"]], bool)
+    stimulus = stimulus_of(records)
+    clicks = np.array([norms_apply([t]) for t in stimulus["stimulus_type"]], bool) & (
+        stimulus["level_unit"] == DEFAULT_LEVEL_UNIT)
     out = {}
     for key, value in waves.items():
         value = np.asarray(value)
