@@ -81,7 +81,9 @@ def test_predict_single_has_the_seed_documents_structure(inference):
     assert all(type(thr[k]) is float for k in ("value", "no_response_probability", "lo", "hi")), thr
     assert math.isfinite(thr["value"]) and -40 < thr["value"] < 160
     assert 0 <= thr["no_response_probability"] <= 1 and 0 <= v["present_probability"] <= 1
-    assert 2 < v["latency_ms"] < 15 and math.isfinite(v["amplitude_uv"])
+    # a heatmap's mode lies in the window (where on a waveform this short-trained fixture generated is not
+    # a property of the API: generated waves can be unlike recorded ones, issue 22)
+    assert 0 <= v["latency_ms"] <= 10 and math.isfinite(v["amplitude_uv"])
     _assert_ordered(thr["lo"], thr["value"], thr["hi"])
     _assert_ordered(v["latency_ms_lo"], v["latency_ms"], v["latency_ms_hi"])
     _assert_ordered(v["amplitude_uv_lo"], v["amplitude_uv"], v["amplitude_uv_hi"])

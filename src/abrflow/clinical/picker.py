@@ -44,8 +44,6 @@ WAVE_WINDOW_MS: dict[str, tuple[float, float]] = {"i": (0.6, 0.4), "iii": (0.6, 
 #: Shortest intervals a pick may imply (ms): each more than 5 SD below the adult norm
 #: (I–V 3.95 ± 0.23, III–V 2.07 ± 0.19, I–III 1.88 ± 0.13; abrflow.clinical.norms).
 MIN_I_V_MS, MIN_III_V_MS, MIN_I_III_MS = 2.5, 1.0, 0.5
-#: Wave I window at the highest level (ms): the fixed window of :func:`wave_i_latency_ms`.
-WAVE_I_WINDOW_MS: tuple[float, float] = (1.0, 2.8)
 #: Earliest sample analysed (ms): the stimulus artefact lies before it.
 ANALYSIS_START_MS = 1.0
 #: Normative template of the III–V–SN10 complex relative to V: (relative amplitude, centre ms, σ ms).
@@ -160,14 +158,6 @@ def pick_wave_v(records: ABRRecords, criterion: float = V_PRESENT_CRITERION,
         "v_amplitude_uv": np.where(found, records.signal[rows, idx], np.nan).astype(np.float64),
         "v_peak_to_trough_uv": np.where(found, peak_to_trough, np.nan),
     }
-
-
-def wave_i_latency_ms(filtered: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
-    """Largest positive peak in the wave-I window (NaN where there is none)."""
-    lo = np.full(len(filtered), WAVE_I_WINDOW_MS[0])
-    hi = np.full(len(filtered), WAVE_I_WINDOW_MS[1])
-    peak = largest_peak(filtered, t_ms, lo, hi)
-    return np.where(peak >= 0, t_ms[np.maximum(peak, 0)], np.nan)
 
 
 # ---------------------------------------------------------------------------- waves I and III
