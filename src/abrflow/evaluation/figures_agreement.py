@@ -48,20 +48,29 @@ def bland_altman_marks(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], path
     return _save(fig, path)
 
 
-def worst_traces(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence[Mapping[str, float]],
-                 titles: Sequence[str], path) -> Path:
-    """Each trace with every mark (label → latency ms, e.g. {"model": 6.1, "clinician": 5.7}) drawn as a
-    labelled vertical line; a mark that is NaN is named in the legend as "no reading"."""
+def _trace_panels(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence, titles: Sequence[str],
+                  empty_text: str) -> tuple:
+    """(figure, axes, signals [n, T]) of one panel per trace, each trace already drawn; one set of marks
+    and one title per trace, or a ValueError; with no trace, one panel saying ``empty_text``."""
     signals = np.atleast_2d(np.asarray(signals, np.float64)) if len(signals) else np.empty((0, len(time_ms)))
     n = len(signals)
     if not (len(marks) == len(titles) == n):
         raise ValueError(f"{n} traces, {len(marks)} mark sets and {len(titles)} titles: one of each per trace")
     fig, axes = _figure(max(n, 1), 3.8, 3.2)
     if n == 0:
-        _empty(axes[0], "no trace with both a mark and a reading")
+        _empty(axes[0], empty_text)
+    for ax, signal in zip(axes, signals):
+        ax.plot(time_ms, signal, color="0.35", lw=0.9)
+    return fig, axes, signals
+
+
+def worst_traces(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence[Mapping[str, float]],
+                 titles: Sequence[str], path) -> Path:
+    """Each trace with every mark (label → latency ms, e.g. {"model": 6.1, "clinician": 5.7}) drawn as a
+    labelled vertical line; a mark that is NaN is named in the legend as "no reading"."""
+    fig, axes, signals = _trace_panels(time_ms, signals, marks, titles, "no trace with both a mark and a reading")
     colours = dict(MARK_COLOURS)
-    for i, ax in enumerate(axes[:n]):
-        ax.plot(time_ms, signals[i], color="0.35", lw=0.9)
+    for i, ax in enumerate(axes[:len(signals)]):
         for label, latency in marks[i].items():
             colour = colours.setdefault(label, f"C{len(colours) % 10}")
             if np.isfinite(latency):
@@ -85,16 +94,9 @@ def example_marks(time_ms: np.ndarray, signals: np.ndarray, marks: Sequence[Mapp
     """Example traces with every method's waves I, III and V marked on the trace: per trace
     ``{method: {wave: latency ms}}``; a marker sits on the trace at each latency, one shape per method,
     one colour per wave, so a reader sees at once which hump each method called which wave."""
-    signals = np.atleast_2d(np.asarray(signals, np.float64)) if len(signals) else np.empty((0, len(time_ms)))
-    n = len(signals)
-    if not (len(marks) == len(titles) == n):
-        raise ValueError(f"{n} traces, {len(marks)} mark sets and {len(titles)} titles: one of each per trace")
-    fig, axes = _figure(max(n, 1), 3.8, 3.2)
-    if n == 0:
-        _empty(axes[0], "no trace with all three waves marked")
+    fig, axes, signals = _trace_panels(time_ms, signals, marks, titles, "no trace with all three waves marked")
     wave_colours: dict[str, str] = {}
-    for i, ax in enumerate(axes[:n]):
-        ax.plot(time_ms, signals[i], color="0.35", lw=0.9)
+    for i, ax in enumerate(axes[:len(signals)]):
         for method, waves in marks[i].items():
             for wave, latency in waves.items():
                 colour = wave_colours.setdefault(wave, f"C{len(wave_colours) % 10}")
