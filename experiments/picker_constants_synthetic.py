@@ -22,20 +22,16 @@ import numpy as np
 
 from abrflow.clinical import picker as P
 from abrflow.data.synthetic import simulate_cohort
+from abrflow.evaluation.scoring import binary_f1
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID_MS = np.round(np.arange(0.2, 2.01, 0.2), 1)
 COVERAGE = 0.975
 
 
-def _f1(called: np.ndarray, truth: np.ndarray) -> float:
-    tp, fp, fn = np.sum(called & truth), np.sum(called & ~truth), np.sum(~called & truth)
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
-
-
 def _best_criterion(score: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     grid = np.round(np.arange(0.3, 0.951, 0.025), 3)
-    f1 = [_f1(score >= c, truth) for c in grid]
+    f1 = [binary_f1(score >= c, truth) for c in grid]
     k = int(np.nanargmax(f1))
     return float(grid[k]), float(f1[k])
 

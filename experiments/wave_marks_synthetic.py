@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from abrflow.clinical.classical import read_classical
+from abrflow.clinical.thresholds import WAVE_CALL_PROBABILITY
 from abrflow.config import load_config
 from abrflow.data.datamodule import ABRDataModule
 from abrflow.data.wave_labels import wave_labels
+from abrflow.evaluation.scoring import binary_f1
 from abrflow.inference.predictor import ABRInference
 from abrflow.io import atomic_write_text
 
@@ -44,11 +46,6 @@ def _errors(pred: np.ndarray, true: np.ndarray) -> dict:
             "within_0_5ms": float(np.mean(absent <= 0.5 + 1e-9)) if ok.any() else None}
 
 
-def _f1(called: np.ndarray, truth: np.ndarray) -> float:
-    tp, fp, fn = np.sum(called & truth), np.sum(called & ~truth), np.sum(~called & truth)
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else float("nan")
-
-
 def score(pred: dict, picks: dict, labels: dict, rows: np.ndarray) -> dict:
     out = {}
     lat = labels["latency_ms"].astype(np.float64)
@@ -56,9 +53,9 @@ def score(pred: dict, picks: dict, labels: dict, rows: np.ndarray) -> dict:
         truth = lat[rows, j]
         present = labels["present"][rows, j]
         out[w] = {"model": {**_errors(pred[f"{w}_latency_ms"][rows], truth),
-                            "presence_f1": _f1(pred[f"{w}_present_prob"][rows] >= 0.5, present)},
+                            "presence_f1": binary_f1(pred[f"{w}_present_prob"][rows] >= WAVE_CALL_PROBABILITY, present)},
                   "picker": {**_errors(picks[f"{w}_latency_ms"][rows], truth),
-                             "presence_f1": _f1(np.asarray(picks[f"{w}_present"], bool)[rows], present)}}
+                             "presence_f1": binary_f1(np.asarray(picks[f"{w}_present"], bool)[rows], present)}}
     truth = lat[rows, 2] - lat[rows, 0]
     out["i_v"] = {"model": _errors(pred["v_latency_ms"][rows] - pred["i_latency_ms"][rows], truth),
                   "picker": _errors(picks["v_latency_ms"][rows] - picks["i_latency_ms"][rows], truth)}

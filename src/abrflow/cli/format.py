@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..clinical.thresholds import WAVE_CALL_PROBABILITY
 from ..text import number
 
 
@@ -81,7 +82,7 @@ def format_prediction(result: dict) -> str:
 
 def _called(wave: dict) -> str:
     """A wave's latency where the model calls it present, else "absent"."""
-    return _num(wave["latency_ms"], ".2f") if wave["present_probability"] >= 0.5 else "absent"
+    return _num(wave["latency_ms"], ".2f") if wave["present_probability"] >= WAVE_CALL_PROBABILITY else "absent"
 
 
 def format_batch(rows: list[dict], limit: int = 20) -> str:

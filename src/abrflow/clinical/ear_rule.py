@@ -31,18 +31,19 @@ from ..data.records import ABRRecords
 from ..data.schema import DEFAULT_LEVEL_UNIT, INTERPEAK_INTERVALS, WAVE_KEYS
 from ..data.stimulus import stimulus_of
 from .levels import TrainedStimulus, level_units, model_view, norms_apply, series_stimulus_notes
-from .norms import latency_norm_band_ms, normative_interval_ms, normative_latency_ms, outside_norm, z_score
+from .norms import latency_norm_band_ms, norm_flags, normative_latency_ms
 from .replication import MODEL_GATE_MIN_R, replicates
 from .series import series_rows
-from .thresholds import MODEL_DETECTION_CRITERION, MODEL_RESPONSE_CRITERION, series_thresholds
+from .thresholds import (
+    MODEL_DETECTION_CRITERION,
+    MODEL_RESPONSE_CRITERION,
+    WAVE_CALL_PROBABILITY,
+    series_thresholds,
+)
 
 
 def _floats(values) -> list[float]:
     return [float(v) for v in np.asarray(values, np.float64)]
-
-
-#: A wave is read in a response where the model's presence probability reaches this (``interpret``'s call).
-WAVE_CALL_PROBABILITY = 0.5
 
 
 def _called_mean(analysed: Mapping[str, np.ndarray], wave: str, rows: np.ndarray) -> float:
@@ -63,10 +64,10 @@ def _top_level_intervals(latencies: Mapping[str, list[float]], age_years: float)
         if not pairs:
             out[name] = {"ms": None, "z": None, "outside_norm": False}
             continue
-        ms = pairs[0][1] - pairs[0][0]
-        mean, sd = normative_interval_ms(name, np.array([age_years]))
-        z = float(z_score(np.array([ms]), mean, sd)[0])
-        out[name] = {"ms": float(ms), "z": z, "outside_norm": bool(outside_norm(np.array([z]))[0])}
+        a, b = pairs[0]
+        flags = norm_flags({early: np.array([a]), late: np.array([b])}, np.array([math.nan]), np.array([age_years]))
+        out[name] = {"ms": float(flags[f"{name}_interval_ms"][0]), "z": float(flags[f"{name}_interval_z"][0]),
+                     "outside_norm": bool(flags[f"{name}_interval_outside_norm"][0])}
     return out
 
 

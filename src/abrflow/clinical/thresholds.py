@@ -53,6 +53,10 @@ AMBIGUITY_BAND: tuple[float, float] = (0.25, 0.75)
 #: 0.3 called only 67% of deaf ears deaf.) Hard 0/1 calls (classical methods, truth) keep 0.5.
 MODEL_RESPONSE_CRITERION = 0.35
 MODEL_DETECTION_CRITERION = 0.5
+#: A model "calls" a wave (I, III or V) in one recording at this calibrated presence probability: the
+#: yes/no reading of the probability, behind the norm flags, the per-level I/III latencies, the
+#: present/absent call scored against a clinician and the CLI's "absent".
+WAVE_CALL_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)

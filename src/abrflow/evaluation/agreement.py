@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..clinical.thresholds import WAVE_CALL_PROBABILITY
 from ..data.readers.smartep_raters import find_thresholds_file, smartep_rater_thresholds
 from ..data.readers.thresholds_csv import read_thresholds_csv
 from ..data.records import ABRRecords
@@ -69,7 +70,7 @@ def mark_methods(records: ABRRecords, pred: dict, reading) -> dict[str, dict[str
     out: dict[str, dict[str, np.ndarray]] = {"model": {}, "classical picker": {}}
     for key, name in zip(WAVE_KEYS, WAVE_NAMES):
         out["model"][name] = np.asarray(pred[f"{key}_latency_ms"], np.float64)
-        out["model"][PRESENCE_KEYS[name]] = np.asarray(pred[f"{key}_present_prob"]) >= 0.5
+        out["model"][PRESENCE_KEYS[name]] = np.asarray(pred[f"{key}_present_prob"]) >= WAVE_CALL_PROBABILITY
         out["classical picker"][name] = np.asarray(reading.waves[f"{key}_latency_ms"], np.float64)
         out["classical picker"][PRESENCE_KEYS[name]] = np.asarray(reading.waves[f"{key}_present"], bool)
     return out

@@ -15,11 +15,9 @@ from ..clinical.calibration import (
     with_intervals,
 )
 from ..clinical.norms import norm_flags
+from ..clinical.thresholds import WAVE_CALL_PROBABILITY
 from ..data.schema import INTERPEAK_INTERVALS, STATIC_FIELDS, WAVE_KEYS
 
-#: A wave is "called" (its latency is read against the norms, its intervals flagged) at this
-#: calibrated presence probability: the decision a yes/no reading of the probability makes.
-WAVE_CALL_PROBABILITY = 0.5
 #: Quantities whose interval is always required with confidence; the rest (waves I and III and the
 #: interpeak intervals) get NaN bounds when the calibration split held too few marks of them.
 REQUIRED_INTERVALS = ("v_latency_ms", "v_amplitude_uv", "threshold_db")
@@ -29,8 +27,8 @@ def wave_reading(out: Mapping[str, np.ndarray], static_raw: np.ndarray) -> dict[
     """From the waves' presence probabilities and latencies: the interpeak intervals (every row) and
     the norms' z-scores and flags for the waves called present (``abrflow.clinical.norms``;
     latency norms need the level, so unknown intensity gives no latency z-score)."""
-    reading = {f"{name}_interval_ms": np.asarray(out[f"{late}_latency_ms"], np.float64)
-               - np.asarray(out[f"{early}_latency_ms"], np.float64) for name, early, late in INTERPEAK_INTERVALS}
+    intervals = with_intervals({f"{w}_latency_ms": out[f"{w}_latency_ms"] for w in WAVE_KEYS})
+    reading = {f"{name}_interval_ms": intervals[f"{name}_interval_ms"] for name, _, _ in INTERPEAK_INTERVALS}
     called = {w: np.where(np.asarray(out[f"{w}_present_prob"]) >= WAVE_CALL_PROBABILITY,
                           np.asarray(out[f"{w}_latency_ms"], np.float64), np.nan) for w in WAVE_KEYS}
     static_raw = np.asarray(static_raw, np.float64)
