@@ -28,26 +28,27 @@ from .records import STATIC_FIELDS, ABRRecords
 from .records_dir import is_records_dir, read_rows
 from .schema import WAVE_NAMES
 from .splits import SPLIT_NAMES, Split, split_records
-from .wave_labels import wave_labels
+from .wave_labels import marks_minor_waves, wave_labels
 
 log = logging.getLogger(__name__)
 
 
 def records_to_tensors(records: ABRRecords, stats: NormalizationStats,
-                       rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+                       rows: np.ndarray | None = None, minor_waves_judged: bool | None = None
+                       ) -> dict[str, torch.Tensor]:
     """All fields a model or loss needs for ``rows`` of ``records`` (default: all), as tensors;
     a mask beside every target that can be missing. ``index`` is the position in ``rows``.
 
     Waves I, III, V (``wave_*`` [N, 3], ``abrflow.data.wave_labels``): presence with a mask of where it
     was judged, latency and amplitude with masks of where they were marked. Threshold: finite → a
     number (mask 1); +inf → "no response" (a class of its own, not a number); NaN → unknown (both
-    masks 0).
+    masks 0). ``minor_waves_judged``: as :func:`~abrflow.data.wave_labels.wave_labels` takes it.
     """
     take = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
     signal = records.signal[take] if rows is None else read_rows(records.signal, take)
     signal = stats.normalize_signal(signal)[:, None, :]
     static = stats.normalize_static(np.stack([getattr(records, f)[take] for f in STATIC_FIELDS], axis=1))
-    waves = wave_labels(records, None if rows is None else take)
+    waves = wave_labels(records, None if rows is None else take, minor_waves_judged)
     lat, amp = waves["latency_ms"], waves["amplitude_uv"]
     thr = records.threshold_db[take]
     known_thr = ~np.isnan(thr)
@@ -87,6 +88,8 @@ class RecordsDataset(Dataset):
         self.records = records
         self.rows = np.asarray(rows, dtype=np.int64)
         self.stats = stats
+        # Whether the source marks waves I/III at all: a scan of every row, done once, not per batch.
+        self.minor_waves_judged = marks_minor_waves(records)
         self.metadata: dict | None = None  # normalisation/target statistics, set for the training split
 
     def __len__(self) -> int:
@@ -97,7 +100,7 @@ class RecordsDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        batch = records_to_tensors(self.records, self.stats, self.rows[idx])
+        batch = records_to_tensors(self.records, self.stats, self.rows[idx], self.minor_waves_judged)
         batch["index"] = torch.from_numpy(idx)
         return batch
 

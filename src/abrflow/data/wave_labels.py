@@ -24,9 +24,11 @@ def marks_minor_waves(records) -> bool:
     return bool(np.isfinite(lat[:, :V_COLUMN]).any())
 
 
-def wave_labels(records, rows=None) -> dict[str, np.ndarray]:
+def wave_labels(records, rows=None, minor_waves_judged: bool | None = None) -> dict[str, np.ndarray]:
     """``present``, ``judged`` (bool [N, 3]), ``latency_ms``, ``amplitude_uv`` (float32 [N, 3], NaN
-    where not marked) for ``rows`` of ``records`` (default all), columns in ``WAVE_NAMES`` order."""
+    where not marked) for ``rows`` of ``records`` (default all), columns in ``WAVE_NAMES`` order.
+    ``minor_waves_judged``: :func:`marks_minor_waves` of the whole records when the caller has it
+    (a data set reading many batches), else it is found here."""
     take = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
     lat = np.array(records.wave_latency_ms[take], dtype=np.float32, copy=True)
     amp = np.array(records.wave_amplitude_uv[take], dtype=np.float32, copy=True)
@@ -36,7 +38,7 @@ def wave_labels(records, rows=None) -> dict[str, np.ndarray]:
     present = np.isfinite(lat)
     present[:, V_COLUMN] = v_present
     judged = np.ones_like(present)
-    judged[:, :V_COLUMN] = marks_minor_waves(records)
+    judged[:, :V_COLUMN] = marks_minor_waves(records) if minor_waves_judged is None else minor_waves_judged
     lat = np.where(present, lat, np.nan).astype(np.float32)
     amp = np.where(present, amp, np.nan).astype(np.float32)
     return {"present": present, "judged": judged, "latency_ms": lat, "amplitude_uv": amp}
