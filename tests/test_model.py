@@ -231,7 +231,7 @@ def test_the_heads_waves_are_the_records_wave_columns():
     assert WAVE_KEYS == RECORD_WAVES
 
 
-def test_every_wave_can_be_placed_anywhere_in_the_window(model):
+def test_latencies_lie_in_the_window_and_a_flat_heatmap_reads_its_first_neighbourhood(model):
     m = small_model().eval()
     x, t, s = inputs(3)
     with torch.no_grad():
@@ -269,6 +269,8 @@ def test_target_stats_map_between_normalised_and_physical_units():
         heads.normalise("latency", torch.tensor([1.0]))
     with pytest.raises(ValueError, match="std > 0"):
         m.set_target_stats(threshold_db=(30.0, 0.0))
+    with pytest.raises(KeyError, match="v_latency_ms"):  # a heatmap has no latency statistics to set
+        m.set_target_stats(v_latency_ms=(6.5, 1.2))
 
 
 # ----------------------------------------------------------------- config drives the network

@@ -135,11 +135,10 @@ class MultiTaskHeads(nn.Module):
     # ----------------------------------------------------------------- target statistics
 
     def set_target_stats(self, **stats: tuple[float, float]) -> None:
-        """Set (mean, std) of any of the amplitudes and threshold_db (training split); other keys
-        (e.g. a latency's, which a heatmap does not need) are ignored."""
+        """Set (mean, std) of any of the wave amplitudes and threshold_db (training split)."""
         for name, value in stats.items():
             if name not in DEFAULT_TARGET_STATS:
-                continue
+                raise KeyError(f"unknown target {name!r}; expected one of {list(DEFAULT_TARGET_STATS)}")
             mean, std = (float(v) for v in value)
             if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
                 raise ValueError(f"target stats for {name} must be a finite mean and std > 0, got {value}")
